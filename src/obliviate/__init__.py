@@ -1,3 +1,3 @@
-"""obliviate: robust machine unlearning — unlearn, attack, heal, and audit against a gold retrain."""
+"""obliviate: robust machine unlearning: unlearn, attack, heal, audit against a gold retrain."""
 
 __version__ = "0.1.0"

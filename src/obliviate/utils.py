@@ -34,29 +34,57 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
-def progress(it: Iterable[T], total: int | None = None, desc: str = "", enabled: bool = True) -> Iterator[T]:
-    """Iterate with a rich progress bar (transient; silent when ``enabled`` is False)."""
-    if not enabled:
-        yield from it
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+class ProgressBar:
+    """A transient rich progress bar used as a context manager; ``enabled=False`` makes it silent.
 
-    cols = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*cols, transient=True) as bar:
-        task = bar.add_task(desc, total=total)
+    >>> with ProgressBar(total=10, desc="train") as bar:
+    ...     for _ in range(10):
+    ...         bar.advance()
+    """
+
+    def __init__(self, total: int | None, desc: str = "", enabled: bool = True) -> None:
+        self.total, self.desc, self.enabled = total, desc, enabled
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> ProgressBar:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.desc, total=self.total)
+        return self
+
+    def advance(self, n: int = 1) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+            self._progress = None
+
+
+def progress(
+    it: Iterable[T], total: int | None = None, desc: str = "", enabled: bool = True
+) -> Iterator[T]:
+    """Iterate with a transient progress bar (silent when ``enabled`` is False)."""
+    with ProgressBar(total, desc, enabled) as bar:
         for x in it:
             yield x
-            bar.advance(task)
+            bar.advance()

@@ -39,17 +39,18 @@ class ImageDataset:
 
     def __post_init__(self) -> None:
         self.images = torch.as_tensor(self.images)
-        self.labels = torch.as_tensor(self.labels).to(torch.int64)
+        self.labels = _int_tensor(self.labels, "labels", self.name)
         if self.images.dtype != torch.uint8:
             raise DataFormatError(
-                f"dataset {self.name!r}: images must be uint8 (N, C, H, W), got {self.images.dtype}; "
-                "use ImageDataset.from_float for [0, 1] floats"
+                f"dataset {self.name!r}: images must be uint8 (N, C, H, W), "
+                f"got {self.images.dtype}; use ImageDataset.from_float for [0, 1] floats"
             )
         if self.images.ndim == 3:
             self.images = self.images.unsqueeze(1)
         if self.images.ndim != 4:
             raise DataFormatError(
-                f"dataset {self.name!r}: images must have shape (N, C, H, W), got {tuple(self.images.shape)}"
+                f"dataset {self.name!r}: images must have shape (N, C, H, W), "
+                f"got {tuple(self.images.shape)}"
             )
         n = self.images.shape[0]
         if self.labels.shape != (n,):
@@ -66,10 +67,12 @@ class ImageDataset:
         self.ids = (
             torch.arange(n, dtype=torch.int64)
             if self.ids is None
-            else torch.as_tensor(self.ids).to(torch.int64)
+            else _int_tensor(self.ids, "ids", self.name)
         )
         if self.ids.shape != (n,):
-            raise DataFormatError(f"dataset {self.name!r}: ids shape {tuple(self.ids.shape)} != ({n},)")
+            raise DataFormatError(
+                f"dataset {self.name!r}: ids shape {tuple(self.ids.shape)} != ({n},)"
+            )
         uniq, counts = torch.unique(self.ids, return_counts=True)
         if len(uniq) != n:
             dup = uniq[counts > 1][:10].tolist()
@@ -77,7 +80,9 @@ class ImageDataset:
         if self.official_test is not None:
             self.official_test = torch.as_tensor(self.official_test).to(torch.bool)
             if self.official_test.shape != (n,):
-                raise DataFormatError(f"dataset {self.name!r}: official_test mask must have shape ({n},)")
+                raise DataFormatError(
+                    f"dataset {self.name!r}: official_test mask must have shape ({n},)"
+                )
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -88,15 +93,22 @@ class ImageDataset:
         class_names: Sequence[str] | None = None,
         ids: torch.Tensor | np.ndarray | Sequence[int] | None = None,
         name: str = "custom",
+        official_test: torch.Tensor | np.ndarray | Sequence[bool] | None = None,
     ) -> ImageDataset:
         """Wrap float images in [0, 1] (N, C, H, W) or (N, H, W); they are stored as uint8."""
         x = torch.as_tensor(images, dtype=torch.float32)
-        if float(x.min()) < 0 or float(x.max()) > 1:
-            raise DataFormatError(f"dataset {name!r}: float images must lie in [0, 1]")
-        y = torch.as_tensor(labels, dtype=torch.int64)
-        names = list(class_names) if class_names is not None else [str(i) for i in range(int(y.max()) + 1)]
+        if x.numel() and (
+            not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1
+        ):
+            raise DataFormatError(f"dataset {name!r}: float images must lie in [0, 1] (no NaN)")
+        y = _int_tensor(labels, "labels", name)
+        names = (
+            list(class_names)
+            if class_names is not None
+            else [str(i) for i in range(int(y.max()) + 1 if y.numel() else 0)]
+        )
         u8 = torch.round(x * 255).to(torch.uint8)
-        return cls(u8, y, names, None if ids is None else torch.as_tensor(ids), name=name)
+        return cls(u8, y, names, ids, name=name, official_test=official_test)
 
     # ------------------------------------------------------------------ properties
     def __len__(self) -> int:
@@ -163,7 +175,7 @@ class ImageDataset:
         )
 
     def select_classes(self, classes: Sequence[int | str], relabel: bool = True) -> ImageDataset:
-        """Keep only the given classes (indices or names); relabel them 0..k-1 in the given order."""
+        """Keep only the given classes (indices or names); relabel them 0..k-1 in that order."""
         idx = []
         for c in classes:
             if isinstance(c, str) and not c.lstrip("-").isdigit():
@@ -176,7 +188,8 @@ class ImageDataset:
                 ci = int(c)
                 if not 0 <= ci < self.num_classes:
                     raise DataFormatError(
-                        f"dataset {self.name!r}: class index {ci} out of range [0, {self.num_classes})"
+                        f"dataset {self.name!r}: class index {ci} out of range "
+                        f"[0, {self.num_classes})"
                     )
                 idx.append(ci)
         if len(set(idx)) != len(idx):
@@ -219,6 +232,23 @@ class ImageDataset:
             f"ImageDataset(name={self.name!r}, n={len(self)}, shape=({c}, {h}, {w}), "
             f"classes={self.num_classes})"
         )
+
+
+def _int_tensor(x: Any, what: str, name: str) -> torch.Tensor:
+    """``x`` as an int64 tensor; floats must be integral, anything else non-numeric is refused."""
+    try:
+        t = torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise DataFormatError(f"dataset {name!r}: {what} must be integers: {e}") from None
+    if t.dtype == torch.bool or t.is_complex():
+        raise DataFormatError(f"dataset {name!r}: {what} must be integers, got {t.dtype}")
+    if t.is_floating_point():
+        bad = t[~(torch.isfinite(t) & (t == torch.round(t)))]
+        if bad.numel():
+            raise DataFormatError(
+                f"dataset {name!r}: {what} must be integers, got {bad[:5].tolist()}"
+            )
+    return t.to(torch.int64)
 
 
 def _fmt_ids(ids: Sequence[int], limit: int = 20) -> str:

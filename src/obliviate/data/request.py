@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from obliviate._io import atomic_write_json, hash_parts
@@ -30,15 +31,19 @@ class ForgetRequest:
     name: str = ""
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    def __init__(self, ids: Sequence[int] | torch.Tensor, name: str = "", meta: dict[str, Any] | None = None):
-        if isinstance(ids, torch.Tensor):
+    def __init__(
+        self, ids: Sequence[int] | torch.Tensor, name: str = "", meta: dict[str, Any] | None = None
+    ):
+        if isinstance(ids, torch.Tensor | np.ndarray):
             ids = ids.reshape(-1).tolist()
         try:
-            as_ints = tuple(int(i) for i in ids)
-        except (TypeError, ValueError) as e:
-            raise RequestError(f"request ids must be integers: {e}") from None
-        if any(isinstance(i, bool) for i in ids):
-            raise RequestError("request ids must be integers, not booleans")
+            items = list(ids)
+        except TypeError:
+            raise RequestError(f"request ids must be a sequence of integers, got {ids!r}") from None
+        bad = [i for i in items if isinstance(i, bool) or not isinstance(i, int | np.integer)]
+        if bad:
+            raise RequestError(f"request ids must be integers; not integers: {bad[:10]!r}")
+        as_ints = tuple(int(i) for i in items)
         object.__setattr__(self, "ids", as_ints)
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "meta", dict(meta or {}))
@@ -69,13 +74,17 @@ class ForgetRequest:
         if bad:
             msgs = []
             if "reserve" in bad:
-                msgs.append(f"ids in the reserve (spare pool, never trained on): {_fmt_ids(bad['reserve'])}")
+                msgs.append(
+                    f"ids in the reserve (spare pool, never trained on): {_fmt_ids(bad['reserve'])}"
+                )
             for p in ("test", "val"):
                 if p in bad:
                     msgs.append(f"ids in the {p} split, not in training: {_fmt_ids(bad[p])}")
             if "unknown" in bad:
                 msgs.append(f"ids not in the split at all: {_fmt_ids(bad['unknown'])}")
-            raise RequestError("forget request names ids outside the training split; " + "; ".join(msgs))
+            raise RequestError(
+                "forget request names ids outside the training split; " + "; ".join(msgs)
+            )
         return self
 
     # ------------------------------------------------------------------ persistence
@@ -93,10 +102,20 @@ class ForgetRequest:
             d = json.loads(path.read_text())
         except FileNotFoundError:
             raise RequestError(f"request file {path} does not exist") from None
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RequestError(f"request file {path} is not valid JSON: {e}") from None
+        except OSError as e:
+            raise RequestError(f"request file {path} cannot be read: {e}") from None
         if isinstance(d, list):
             d = {"ids": d}
         if not isinstance(d, dict) or "ids" not in d or not isinstance(d["ids"], list):
-            raise RequestError(f"request file {path}: expected {{\"ids\": [...]}} or a JSON list of ids")
-        return cls(d["ids"], name=str(d.get("name", "")), meta=d.get("meta") or {})
+            raise RequestError(
+                f'request file {path}: expected {{"ids": [...]}} or a JSON list of ids'
+            )
+        meta = d.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise RequestError(f"request file {path}: 'meta' must be an object")
+        try:
+            return cls(d["ids"], name=str(d.get("name", "")), meta=meta)
+        except RequestError as e:
+            raise RequestError(f"request file {path}: {e}") from None

@@ -35,12 +35,19 @@ class Split:
 
     def __post_init__(self) -> None:
         for p in PARTS:
-            setattr(self, p, torch.as_tensor(getattr(self, p), dtype=torch.int64).reshape(-1))
+            setattr(self, p, _id_tensor(getattr(self, p), p))
+        if not isinstance(self.dataset_fingerprint, str):
+            raise SplitError(
+                "dataset_fingerprint must be a string, got "
+                f"{type(self.dataset_fingerprint).__name__}"
+            )
         seen: dict[int, str] = {}
         for p in PARTS:
             for i in getattr(self, p).tolist():
                 if i in seen:
-                    raise SplitError(f"id {i} is in both {seen[i]!r} and {p!r}: split parts must be disjoint")
+                    raise SplitError(
+                        f"id {i} is in both {seen[i]!r} and {p!r}: split parts must be disjoint"
+                    )
                 seen[i] = p
 
     @property
@@ -62,8 +69,9 @@ class Split:
         """Raise :class:`SplitError` unless this split was made from ``dataset``'s exact content."""
         if dataset.fingerprint() != self.dataset_fingerprint:
             raise SplitError(
-                f"split {self.hash[:12]} was made for dataset content {self.dataset_fingerprint[:12]}, "
-                f"but dataset {dataset.name!r} has content {dataset.fingerprint()[:12]}"
+                f"split {self.hash[:12]} was made for dataset content "
+                f"{self.dataset_fingerprint[:12]}, but dataset {dataset.name!r} has content "
+                f"{dataset.fingerprint()[:12]}"
             )
 
     def sizes(self) -> dict[str, int]:
@@ -80,12 +88,23 @@ class Split:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], origin: str = "split") -> Split:
+        if not isinstance(d, dict):
+            raise SplitError(f"{origin}: expected a JSON object, got {type(d).__name__}")
         missing = [k for k in (*PARTS, "dataset_fingerprint") if k not in d]
         if missing:
             raise SplitError(f"{origin}: missing keys {missing}")
-        s = cls(*(d[p] for p in PARTS), dataset_fingerprint=d["dataset_fingerprint"], spec=d.get("spec", {}))
+        spec = d.get("spec", {})
+        if not isinstance(spec, dict):
+            raise SplitError(f"{origin}: 'spec' must be an object")
+        try:
+            s = cls(*(d[p] for p in PARTS), dataset_fingerprint=d["dataset_fingerprint"], spec=spec)
+        except SplitError as e:
+            raise SplitError(f"{origin}: {e}") from None
         if "hash" in d and d["hash"] != s.hash:
-            raise SplitError(f"{origin}: stored hash {d['hash'][:12]} does not match its content {s.hash[:12]}")
+            raise SplitError(
+                f"{origin}: stored hash {str(d['hash'])[:12]} does not match its content "
+                f"{s.hash[:12]} (the file was modified)"
+            )
         return s
 
     @classmethod
@@ -95,15 +114,32 @@ class Split:
             d = json.loads(path.read_text())
         except FileNotFoundError:
             raise SplitError(f"split file {path} does not exist") from None
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise SplitError(f"split file {path} is not valid JSON: {e}") from None
+        except OSError as e:
+            raise SplitError(f"split file {path} cannot be read: {e}") from None
         return cls.from_dict(d, origin=str(path))
+
+
+def _id_tensor(x: Any, part: str) -> torch.Tensor:
+    """Ids of one split part as a flat int64 tensor; non-integer content is a SplitError."""
+    try:
+        t = torch.as_tensor(x).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise SplitError(f"split part {part!r} must be a list of integer ids: {e}") from None
+    if t.numel() == 0:
+        return t.to(torch.int64)
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise SplitError(f"split part {part!r} must hold integer ids, got {t.dtype}")
+    return t.to(torch.int64)
 
 
 def _count(x: int | float | None, pool: int, what: str) -> int:
     """A size given as a count (int) or a fraction of ``pool`` (float in [0, 1))."""
     if x is None:
         return 0
+    if isinstance(x, bool) or not isinstance(x, int | float | np.integer | np.floating):
+        raise SplitError(f"{what}: expected a count or a fraction, got {x!r}")
     if isinstance(x, float):
         if 0 <= x < 1:
             return int(round(x * pool))
@@ -166,7 +202,9 @@ def make_split(
     else:
         ntr = _count(train, m, "train")
         if ntr > len(rest):
-            raise SplitError(f"train: asked for {ntr} samples but only {len(rest)} remain after test/reserve/val")
+            raise SplitError(
+                f"train: asked for {ntr} samples but only {len(rest)} remain after test/reserve/val"
+            )
         train_pos = rest[:ntr]
     if len(train_pos) == 0:
         raise SplitError(f"the split of dataset {dataset.name!r} leaves no training samples")
@@ -189,13 +227,16 @@ def make_split(
     )
 
 
-def _per_class(pos: np.ndarray, labels: np.ndarray, k: int, what: str, ds: ImageDataset) -> np.ndarray:
+def _per_class(
+    pos: np.ndarray, labels: np.ndarray, k: int, what: str, ds: ImageDataset
+) -> np.ndarray:
     out = []
     for c in range(ds.num_classes):
         pc = pos[labels[pos] == c]
         if len(pc) < k:
             raise SplitError(
-                f"{what}={k}: class {c} ({ds.class_names[c]!r}) has only {len(pc)} samples available"
+                f"{what}={k}: class {c} ({ds.class_names[c]!r}) has only {len(pc)} samples "
+                "available"
             )
         out.append(pc[:k])
     return np.concatenate(out) if out else pos[:0]

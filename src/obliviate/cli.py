@@ -1,0 +1,229 @@
+"""``obliviate`` command line: a thin layer over the library (typer + rich)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from obliviate.errors import ObliviateError
+
+app = typer.Typer(
+    name="obliviate",
+    help="Robust machine unlearning: unlearn, attack, heal, and audit against a gold retrain.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Datasets shipped offline in packages.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+
+def _fail(e: Exception) -> None:
+    typer.echo(f"error: {e}", err=True)  # one unwrapped line that names the bad input
+    raise typer.Exit(code=2)
+
+
+def _parse_classes(classes: str | None) -> list[str] | None:
+    return None if not classes else [c.strip() for c in classes.split(",") if c.strip()]
+
+
+def _size(v: str | None) -> int | float | None:
+    if v is None:
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            raise typer.BadParameter(f"expected a count or a fraction, got {v!r}") from None
+
+
+def print_metrics(
+    title: str, metrics: dict[str, Any], class_names: list[str] | None = None
+) -> None:
+    """Print split accuracies, then per-class test accuracy, as rich tables."""
+    t = Table(title=title)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in metrics.items():
+        if isinstance(v, float | int):
+            t.add_row(k, f"{v:.2f}")
+    console.print(t)
+    pc = metrics.get("per_class/test")
+    if pc:
+        t2 = Table(title="test accuracy per class (%)")
+        for name in pc:
+            t2.add_column(str(name), justify="right")
+        t2.add_row(*[f"{v:.1f}" for v in pc.values()])
+        console.print(t2)
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List datasets, whether they are installed, and their sizes."""
+    from obliviate.data import list_datasets
+
+    t = Table(title="datasets")
+    for col in ("name", "installed", "samples", "shape", "classes", "provided by"):
+        t.add_column(col)
+    for d in list_datasets():
+        t.add_row(
+            d.name,
+            "[green]yes[/]" if d.installed else "[red]no[/]",
+            str(d.n_samples if d.n_samples is not None else "?"),
+            "×".join(str(s) for s in d.shape) if d.shape else "?",
+            str(d.num_classes if d.num_classes is not None else "?"),
+            d.install_hint,
+        )
+    console.print(t)
+
+
+@app.command("models")
+def models_list() -> None:
+    """List registered model architectures."""
+    from obliviate.models import MODELS
+
+    t = Table(title="models")
+    t.add_column("name")
+    t.add_column("description")
+    for name in MODELS.names():
+        t.add_row(name, str(MODELS.meta(name).get("description", "")))
+    console.print(t)
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Checkpoint folder to write.")],
+    dataset: Annotated[
+        str, typer.Option(help="Dataset name (see `obliviate data list`).")
+    ] = "mnist",
+    model: Annotated[str, typer.Option(help="Model name (see `obliviate models`).")] = "small_cnn",
+    data_root: Annotated[
+        str | None, typer.Option(help="Folder of a user-supplied dataset (cifar10, cifar100).")
+    ] = None,
+    classes: Annotated[
+        str | None,
+        typer.Option(help="Keep only these classes (names or indices, comma separated)."),
+    ] = None,
+    test: Annotated[str, typer.Option(help="'official', a count, or a fraction.")] = "official",
+    val: Annotated[str, typer.Option(help="Validation size: count or fraction.")] = "0",
+    reserve: Annotated[str, typer.Option(help="Spare pool held out of training (healing).")] = "0",
+    train_size: Annotated[
+        str | None, typer.Option("--train-size", help="Training-set size (default: the rest).")
+    ] = None,
+    train_per_class: Annotated[int | None, typer.Option(help="Training samples per class.")] = None,
+    split_seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 5,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.05,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
+    seed: Annotated[int, typer.Option(help="Training seed (init, order, augmentation).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any TrainConfig field as key=value (repeatable)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train a model on a seeded split and save it as a checkpoint."""
+    from obliviate.config import build_config, parse_set_options
+    from obliviate.data import load_dataset, make_split
+    from obliviate.train import TrainConfig, train_model
+
+    try:
+        kw = {"root": data_root} if data_root else {}
+        ds = load_dataset(dataset, **kw)
+        cls = _parse_classes(classes)
+        if cls:
+            ds = ds.select_classes(cls)
+        t: str | int | float = test if test == "official" else _size(test)  # type: ignore[assignment]
+        split = make_split(
+            ds,
+            seed=split_seed,
+            test=t,
+            val=_size(val) or 0,
+            reserve=_size(reserve) or 0,
+            train=_size(train_size),
+            train_per_class=train_per_class,
+        )
+        overrides: dict[str, Any] = dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+        overrides.update(parse_set_options(set_))
+        cfg = build_config(TrainConfig, overrides)
+        console.print(f"{ds!r}; split {split.sizes()} (hash {split.hash[:12]})")
+        tm = train_model(ds, split, model, cfg, device=device, show_progress=not quiet)
+        tm.save(str(out))
+    except ObliviateError as e:
+        _fail(e)
+    print_metrics(f"{model} on {dataset} ({tm.history.seconds:.1f} s)", tm.metrics)
+    console.print(f"checkpoint written to [bold]{out}[/]")
+
+
+@app.command()
+def retrain(
+    model: Annotated[Path, typer.Option(help="Checkpoint of the original model.")],
+    request: Annotated[Path, typer.Option(help='Forget request JSON: {"ids": [...]}.')],
+    out: Annotated[Path, typer.Option(help="Checkpoint folder for the gold model.")],
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Retrain on train \\ request with the original's exact recipe (the gold model)."""
+    from obliviate.data import ForgetRequest
+    from obliviate.train import retrain as _retrain
+
+    try:
+        req = ForgetRequest.load(request)
+        tm = _retrain(str(model), req, device=device, show_progress=not quiet)
+        tm.save(str(out), kind="gold", parent=str(model))
+    except ObliviateError as e:
+        _fail(e)
+    print_metrics(
+        f"gold retrain without {len(req)} samples ({tm.history.seconds:.1f} s)", tm.metrics
+    )
+    console.print(f"gold checkpoint written to [bold]{out}[/]")
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[Path, typer.Option(help="Checkpoint folder.")],
+    request: Annotated[
+        Path | None, typer.Option(help="Forget request: adds forget/retain accuracy.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write metrics here.")
+    ] = None,
+) -> None:
+    """Accuracy per split part and per class of a checkpoint."""
+    from obliviate._io import atomic_write_json
+    from obliviate.checkpoint import dataset_for, load_checkpoint
+    from obliviate.data import ForgetRequest
+    from obliviate.train import evaluate
+
+    try:
+        ck = load_checkpoint(model, device=device)
+        ds = dataset_for(ck)
+        req = ForgetRequest.load(request).validate(ck.split) if request else None
+        parts = [p for p, n in ck.split.sizes().items() if n > 0]
+        m = evaluate(ck.model, ds, ck.split, parts=parts, request=req, device=device)
+    except ObliviateError as e:
+        _fail(e)
+    print_metrics(f"{model}", m)
+    if json_out:
+        atomic_write_json(json_out, m)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except ObliviateError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
