@@ -1,0 +1,259 @@
+"""The unlearner contract (DESIGN.md): a config dataclass + ``unlearn(model, task)``.
+
+* :class:`Unlearner` — ``unlearn`` deep-copies the model, seeds every RNG with ``task.seed``,
+  checks the task against the method's tags, times the call and returns
+  :class:`UnlearnResult` (new model, stats). The input model is never modified.
+* :class:`GradientUnlearner` — the fine-tuning family: a method is a config plus one
+  ``compute_loss`` override (OpenUnlearning style); the loop, optimiser, schedule and batching
+  are shared.
+
+Register a method with ``@register_unlearner("name", tags={...})`` on its class.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from obliviate.config import build_config, opt
+from obliviate.errors import ConfigError, RequestError
+from obliviate.registry import Registry
+from obliviate.unlearn.task import TensorSet, UnlearnTask
+from obliviate.utils import ProgressBar, resolve_device, seed_everything
+
+#: Tags a method may carry. ``needs_retain``/``needs_reserve``: reads those sets;
+#: ``exact``: the result equals retraining in distribution; ``needs_ensemble``: works on a SISA
+#: ensemble artifact rather than one model.
+TAGS = frozenset({"needs_retain", "needs_reserve", "exact", "needs_ensemble", "experimental"})
+
+UNLEARNERS: Registry[type[Unlearner]] = Registry("unlearning method")
+
+
+def register_unlearner(
+    name: str, *, tags: set[str] | frozenset[str] = frozenset(), paper: str = ""
+) -> Callable[[type[Unlearner]], type[Unlearner]]:
+    """Class decorator: register an :class:`Unlearner` subclass under ``name`` with its tags."""
+    bad = set(tags) - TAGS
+    if bad:
+        raise ValueError(f"unknown tags {sorted(bad)}; known: {sorted(TAGS)}")
+
+    def deco(cls: type[Unlearner]) -> type[Unlearner]:
+        cls.name = name
+        cls.tags = frozenset(tags)
+        cls.paper = paper
+        return UNLEARNERS.register(name, tags=sorted(tags), paper=paper)(cls)
+
+    return deco
+
+
+def create_unlearner(name: str, config: Any = None, **overrides: Any) -> Unlearner:
+    """Instantiate the registered method ``name`` with its config (+ keyword overrides)."""
+    return UNLEARNERS.get(name)(config, **overrides)
+
+
+def list_unlearners() -> list[str]:
+    return UNLEARNERS.names()
+
+
+@dataclass
+class UnlearnResult:
+    """The unlearned model (a new object, eval mode) and what it cost."""
+
+    model: nn.Module
+    stats: dict[str, Any]
+
+
+class Unlearner(ABC):
+    """Base class. Subclasses set ``Config`` (a dataclass) and implement :meth:`_unlearn`."""
+
+    name: ClassVar[str] = ""
+    tags: ClassVar[frozenset[str]] = frozenset()
+    paper: ClassVar[str] = ""
+    Config: ClassVar[type] = type(None)
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        if config is not None and not isinstance(config, self.Config):
+            raise ConfigError(
+                f"{self.name}: config must be a {self.Config.__name__}, got {type(config).__name__}"
+            )
+        self.config = build_config(self.Config, overrides, base=config)
+
+    # scikit-learn style introspection -----------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    def clone(self, **overrides: Any) -> Unlearner:
+        return type(self)(copy.deepcopy(self.config), **overrides)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+    @classmethod
+    def conformance_model(cls, model: nn.Module, task: UnlearnTask) -> nn.Module:
+        """The model this method takes, built from a plain trained model (for the conformance
+        suite). Methods working on another artifact (a SISA ensemble) override this."""
+        return model
+
+    # the contract ----------------------------------------------------------------------------
+    def check_task(self, task: UnlearnTask) -> None:
+        """Raise if the task lacks what this method's tags say it needs."""
+        if "needs_retain" in self.tags and not task.has_retain:
+            raise RequestError(f"method {self.name!r} needs retain data, but the task has none")
+        if "needs_reserve" in self.tags and not task.has_reserve:
+            raise RequestError(
+                f"method {self.name!r} needs a reserve (spare pool); the task has none"
+            )
+
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> UnlearnResult:
+        """Return a new model with ``task.forget`` unlearned; ``model`` itself is untouched.
+
+        Deterministic: every RNG is seeded with ``task.seed`` before the method runs.
+        """
+        self.check_task(task)
+        dev = resolve_device(task.device)
+        new = copy.deepcopy(model).to(dev)
+        seed_everything(task.seed)
+        t0 = time.perf_counter()
+        stats = self._unlearn(new, task) or {}
+        stats = {"method": self.name, "seconds": time.perf_counter() - t0, **stats}
+        new.eval()
+        for p in new.parameters():
+            p.grad = None
+        return UnlearnResult(new, stats)
+
+    @abstractmethod
+    def _unlearn(self, model: nn.Module, task: UnlearnTask) -> dict[str, Any] | None:
+        """Modify ``model`` (already a private copy on the task's device) in place."""
+
+
+# --------------------------------------------------------------------------- fine-tuning family
+
+
+@dataclass
+class GradientConfig:
+    """Shared optimisation fields of the fine-tuning family."""
+
+    epochs: int = opt(5, "Passes over the driving set (see each method's driver).")
+    lr: float = opt(0.01, "Learning rate.")
+    batch_size: int = opt(128, "Mini-batch size (forget and retain batches alike).")
+    optimizer: Literal["sgd", "adam"] = opt("sgd", "Optimiser.")
+    momentum: float = opt(0.9, "SGD momentum.")
+    weight_decay: float = opt(5e-4, "Weight decay.")
+    schedule: Literal["constant", "cosine"] = opt("cosine", "LR schedule, stepped per batch.")
+    grad_clip: float = opt(0.0, "Clip the global gradient norm (0 disables).")
+    max_steps: int = opt(0, "Stop after this many steps (0: no cap).")
+
+
+class GradientUnlearner(Unlearner):
+    """Fine-tuning family: iterate over the driving set, call :meth:`compute_loss`, step.
+
+    ``driver`` is ``"retain"`` (an epoch is a pass over retain; a forget batch is drawn alongside
+    each retain batch, cycling) or ``"forget"`` (the reverse). Subclasses override
+    :meth:`compute_loss` and, if needed, :meth:`setup` (e.g. to freeze layers or build masks)
+    and :meth:`after_step` (e.g. to add noise or re-apply a mask).
+    """
+
+    driver: ClassVar[Literal["retain", "forget"]] = "retain"
+    uses_forget: ClassVar[bool] = True
+
+    def setup(self, model: nn.Module, task: UnlearnTask) -> None:
+        """Hook run once before the loop."""
+
+    def trainable(self, model: nn.Module) -> list[nn.Parameter]:
+        return [p for p in model.parameters() if p.requires_grad]
+
+    @abstractmethod
+    def compute_loss(
+        self,
+        model: nn.Module,
+        forget: tuple[torch.Tensor, torch.Tensor] | None,
+        retain: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """The loss to *minimise* on one step."""
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """Hook run after every optimiser step."""
+
+    def _unlearn(self, model: nn.Module, task: UnlearnTask) -> dict[str, Any]:
+        cfg: GradientConfig = self.config  # type: ignore[assignment]
+        dev = resolve_device(task.device)
+        g = torch.Generator().manual_seed(task.seed)
+        self._generator = g
+        self._task = task
+        self.setup(model, task)
+        forget = task.forget if self.uses_forget else None
+        retain = task.retain if "needs_retain" in self.tags else None
+        drive = retain if self.driver == "retain" else forget
+        other = forget if self.driver == "retain" else retain
+        if drive is None or len(drive) == 0:
+            raise RequestError(f"method {self.name!r}: its driving set ({self.driver}) is empty")
+        params = self.trainable(model)
+        if cfg.optimizer == "sgd":
+            opt_ = torch.optim.SGD(
+                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            )
+        else:
+            opt_ = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        bs = cfg.batch_size
+        spe = math.ceil(len(drive) / bs)
+        total = spe * cfg.epochs if cfg.max_steps <= 0 else min(spe * cfg.epochs, cfg.max_steps)
+
+        def factor(s: int) -> float:
+            if cfg.schedule == "constant" or total <= 1:
+                return 1.0
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt_, factor)
+        other_iter = _cycle(other, bs, g) if other is not None and len(other) else None
+        step, loss_sum = 0, 0.0
+        model.train()
+        with ProgressBar(total, self.name, enabled=False) as bar:
+            while step < total:
+                perm = torch.randperm(len(drive), generator=g)
+                for i in range(0, len(drive), bs):
+                    if step >= total:
+                        break
+                    idx = perm[i : i + bs]
+                    b_drive = (drive.x[idx].to(dev), drive.y[idx].to(dev))
+                    b_other = next(other_iter) if other_iter is not None else None
+                    if b_other is not None:
+                        b_other = (b_other[0].to(dev), b_other[1].to(dev))
+                    fb, rb = (b_other, b_drive) if self.driver == "retain" else (b_drive, b_other)
+                    loss = self.compute_loss(model, fb, rb)
+                    opt_.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip > 0:
+                        nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    opt_.step()
+                    sched.step()
+                    self.after_step(model, step)
+                    loss_sum += float(loss.detach())
+                    step += 1
+                    bar.advance()
+                    if not math.isfinite(loss_sum):
+                        raise FloatingPointError(f"method {self.name!r} diverged at step {step}")
+        return {"steps": step, "mean_loss": loss_sum / max(1, step)}
+
+
+def _cycle(part: TensorSet, bs: int, g: torch.Generator):
+    """Endless shuffled batches of ``part`` (reshuffled at every pass)."""
+    while True:
+        perm = torch.randperm(len(part), generator=g)
+        for i in range(0, len(part), bs):
+            idx = perm[i : i + bs]
+            yield part.x[idx], part.y[idx]
+
+
+def ce(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy of ``model`` on a (x, y) batch."""
+    return F.cross_entropy(model(batch[0]), batch[1])

@@ -1,0 +1,33 @@
+"""``finetune`` (GD / FT): keep training on the retain set only.
+
+Baseline of every comparison (Golatkar et al. 2020; Jia et al. 2023 "FT"; RURK App. B.3 "GD"):
+catastrophic forgetting of the forget set through continued training on the rest. The worked
+example of ``docs/adding-a-method.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from obliviate.config import opt
+from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
+
+
+@dataclass
+class FinetuneConfig(GradientConfig):
+    epochs: int = opt(5, "Epochs over the retain set (SalUn uses 10 on CIFAR-10).")
+    lr: float = opt(0.01, "Learning rate (SalUn's FT: 0.01-0.1).")
+
+
+@register_unlearner(
+    "finetune", tags={"needs_retain"}, paper="Golatkar et al. 2020; Jia et al. 2023"
+)
+class Finetune(GradientUnlearner):
+    """Minimise CE on the retain set; the forget set is never read."""
+
+    Config = FinetuneConfig
+    driver = "retain"
+    uses_forget = False
+
+    def compute_loss(self, model, forget, retain):
+        return ce(model, retain)
