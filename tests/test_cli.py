@@ -115,3 +115,90 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     assert r.exit_code == 2 and "optimizer" in r.output
     r = run("eval", "--model", str(tmp_path / "missing"))
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_methods_unlearn_and_tune(tmp_path):
+    r = run("methods")
+    assert r.exit_code == 0 and "finetune" in r.output and "needs_retain" in r.output
+    ck = tmp_path / "orig"
+    r = run(
+        "train",
+        "--dataset",
+        "synthetic",
+        "--out",
+        str(ck),
+        "--test",
+        "0.2",
+        "--epochs",
+        "1",
+        "--quiet",
+    )
+    assert r.exit_code == 0, r.output
+    split = json.loads((ck / "split.json").read_text())
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps({"ids": split["train"][:20]}))
+    out = tmp_path / "unl"
+    r = run(
+        "unlearn",
+        "--method",
+        "finetune",
+        "--model",
+        str(ck),
+        "--request",
+        str(req),
+        "--out",
+        str(out),
+        "--set",
+        "epochs=1",
+    )
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["kind"] == "unlearned" and meta["unlearn"]["method"] == "finetune"
+    assert meta["unlearn"]["params"]["epochs"] == 1 and meta["parent"] == str(ck)
+    r = run(
+        "unlearn",
+        "--method",
+        "finetune",
+        "--model",
+        str(ck),
+        "--request",
+        str(req),
+        "--out",
+        str(out),
+        "--set",
+        "epochs=abc",
+    )
+    assert r.exit_code == 2 and "epochs" in r.output
+    r = run(
+        "retrain",
+        "--model",
+        str(ck),
+        "--request",
+        str(req),
+        "--out",
+        str(tmp_path / "gold"),
+        "--quiet",
+    )
+    assert r.exit_code == 0, r.output
+    r = run(
+        "tune",
+        "--method",
+        "finetune",
+        "--model",
+        str(ck),
+        "--gold",
+        str(tmp_path / "gold"),
+        "--request",
+        str(req),
+        "--trials",
+        "2",
+        "--json",
+        str(tmp_path / "t.json"),
+    )
+    assert r.exit_code == 0, r.output
+    t = json.loads((tmp_path / "t.json").read_text())
+    assert len(t["trials"]) == 2 and t["best_score"] == min(x["score"] for x in t["trials"])
+    r = run(
+        "tune", "--method", "finetune", "--model", str(ck), "--gold", str(ck), "--request", str(req)
+    )
+    assert r.exit_code == 2 and "not retrained without this request" in r.output

@@ -217,6 +217,168 @@ def eval_(
         atomic_write_json(json_out, m)
 
 
+def _config_defaults(name: str) -> str:
+    from obliviate.unlearn import create_unlearner
+
+    return ", ".join(f"{k}={v}" for k, v in create_unlearner(name).get_params().items())
+
+
+@app.command("methods")
+def methods_list(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every option's help.")
+    ] = False,
+) -> None:
+    """List unlearning methods with their tags, paper and default hyper-parameters."""
+    from obliviate.config import config_help
+    from obliviate.unlearn import UNLEARNERS
+
+    t = Table(title="unlearning methods")
+    for col in ("name", "tags", "paper", "defaults"):
+        t.add_column(col, overflow="fold")
+    for name in UNLEARNERS.names():
+        cls = UNLEARNERS.get(name)
+        t.add_row(name, ", ".join(sorted(cls.tags)), cls.paper, _config_defaults(name))
+    console.print(t)
+    if verbose:
+        for name in UNLEARNERS.names():
+            h = Table(title=name)
+            for col in ("option", "type", "default", "help"):
+                h.add_column(col, overflow="fold")
+            for f, typ, default, help_ in config_help(UNLEARNERS.get(name).Config):
+                h.add_row(f, typ, str(default), help_)
+            console.print(h)
+
+
+def _unlearning_inputs(model: Path, request: Path, seed: int, device: str):
+    from obliviate.checkpoint import dataset_for, load_checkpoint
+    from obliviate.data import ForgetRequest
+    from obliviate.unlearn import make_task
+
+    ck = load_checkpoint(model, device=device)
+    ds = dataset_for(ck)
+    req = ForgetRequest.load(request).validate(ck.split)
+    task = make_task(
+        ds, ck.split, req, seed=seed, device=device, train_config=ck.meta.get("train_config")
+    )
+    return ck, ds, req, task
+
+
+@app.command()
+def unlearn(
+    method: Annotated[str, typer.Option(help="Method name (see `obliviate methods`).")],
+    model: Annotated[Path, typer.Option(help="Checkpoint of the trained model.")],
+    request: Annotated[Path, typer.Option(help='Forget request JSON: {"ids": [...]}.')],
+    out: Annotated[Path, typer.Option(help="Checkpoint folder for the unlearned model.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="A method option as key=value (repeatable)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the method's random choices.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+) -> None:
+    """Unlearn a request from a checkpoint with one method and save the new model."""
+    from obliviate.checkpoint import save_checkpoint
+    from obliviate.config import parse_set_options
+    from obliviate.train import evaluate
+    from obliviate.unlearn import create_unlearner
+
+    try:
+        u = create_unlearner(method, **parse_set_options(set_))
+        ck, ds, req, task = _unlearning_inputs(model, request, seed, device)
+        res = u.unlearn(ck.model, task)
+        m = evaluate(res.model, ds, ck.split, parts=("test",), request=req, device=device)
+        save_checkpoint(
+            out,
+            res.model,
+            split=ck.split,
+            dataset=ds,
+            train_config=ck.meta.get("train_config"),
+            metrics=m,
+            request=req,
+            parent=str(model),
+            kind="unlearned",
+            extra={
+                "unlearn": {
+                    "method": method,
+                    "params": u.get_params(),
+                    "seed": seed,
+                    "stats": res.stats,
+                }
+            },
+        )
+    except ObliviateError as e:
+        _fail(e)
+    print_metrics(f"{method}: unlearned {len(req)} samples in {res.stats['seconds']:.2f} s", m)
+    console.print(f"unlearned checkpoint written to [bold]{out}[/]")
+
+
+@app.command()
+def tune(
+    method: Annotated[str, typer.Option(help="Method name (see `obliviate methods`).")],
+    model: Annotated[Path, typer.Option(help="Checkpoint of the trained model.")],
+    gold: Annotated[Path, typer.Option(help="Gold retrain checkpoint for the same request.")],
+    request: Annotated[Path, typer.Option(help="Forget request JSON.")],
+    seed: Annotated[int, typer.Option(help="Tuning seed (report results on other seeds).")] = 0,
+    strategy: Annotated[str, typer.Option(help="grid or random.")] = "grid",
+    trials: Annotated[int, typer.Option(help="Max trials (0: the whole grid).")] = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="A fixed method option key=value (repeatable)."),
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the trials here.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+) -> None:
+    """Pick a method's hyper-parameters by Avg. Gap to the gold model on a tuning seed."""
+    import dataclasses
+
+    from obliviate._io import atomic_write_json
+    from obliviate.checkpoint import load_checkpoint
+    from obliviate.config import parse_set_options
+    from obliviate.unlearn import TensorSet
+    from obliviate.unlearn.tune import core_metrics, gap_scorer
+    from obliviate.unlearn.tune import tune as _tune
+
+    try:
+        ck, ds, req, task = _unlearning_inputs(model, request, seed, device)
+        g = load_checkpoint(gold, device=device, expect_split_hash=ck.split.hash)
+        if g.request is None or sorted(g.request.ids) != sorted(req.ids):
+            raise ObliviateError(f"gold checkpoint {gold} was not retrained without this request")
+        xt, yt = ds.tensors(ck.split.test)
+        test = TensorSet(xt, yt, ck.split.test)
+        gm = core_metrics(g.model, task, test, seed=seed, device=device)
+        res = _tune(
+            method,
+            ck.model,
+            task,
+            gap_scorer(gm, task, test, seed, device),
+            strategy=strategy,
+            n_trials=trials,
+            seed=seed,
+            base=parse_set_options(set_),
+        )
+    except ObliviateError as e:
+        _fail(e)
+    t = Table(title=f"tuning {method} by Avg. Gap to gold (seed {seed})")
+    for col in ("params", "Avg. Gap", "retain", "UA", "test", "MIA", "seconds"):
+        t.add_column(col, justify="right")
+    for tr in sorted(res.trials, key=lambda x: x.score):
+        mm = tr.metrics
+        t.add_row(
+            ", ".join(f"{k}={v}" for k, v in tr.params.items()),
+            f"{tr.score:.2f}",
+            *(
+                f"{mm.get(k, float('nan')):.2f}"
+                for k in ("acc/retain", "ua", "acc/test", "mia_efficacy")
+            ),
+            f"{tr.seconds:.1f}",
+        )
+    console.print(t)
+    console.print(f"best: {res.best_params} (Avg. Gap {res.best_score:.2f})")
+    if json_out:
+        atomic_write_json(json_out, dataclasses.asdict(res))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     try:
         app()
