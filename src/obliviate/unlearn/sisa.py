@@ -1,0 +1,877 @@
+"""SISA training (Bourtoule et al., "Machine Unlearning", IEEE S&P 2021) and its ensemble artifact.
+
+SISA is the exception that proves the unlearner contract (DESIGN.md): it does not unlearn from a
+single model but from the artifact SISA *training* produced — :class:`SisaEnsemble`:
+
+* **Sharded**: the training ids are split uniformly at random (seeded) into ``S`` disjoint shards;
+  each shard into ``R`` disjoint slices (:func:`sisa_partition`; pass ``partition=`` to
+  :func:`train_sisa` for a custom, e.g. request-aware, one).
+* **Isolated**: one constituent model per shard, same architecture, own initialisation.
+* **Sliced**: stage ``r`` of shard ``s`` trains on the *union* of slices ``0..r`` (cumulative, as
+  the official ``fetchShardBatch(..., until=(r+1)*slice_size)``) for the official epoch schedule
+  :func:`slice_epochs`, and the weights are checkpointed after every stage. ``checkpoints[s][r]``
+  is the state *before* slice ``r`` (``[s][0]`` the initialisation, ``[s][R]`` the final weights).
+* **Aggregated**: ``"vote"`` (majority vote of the shards' argmax, the paper's default) or
+  ``"mean_softmax"`` (average of the shards' softmax) — see :func:`aggregate`.
+
+Unlearning (:meth:`SisaEnsemble.unlearn_ids`, wrapped by the ``sisa`` unlearner) removes the ids
+from their slices and, for each affected shard only, reloads the checkpoint saved *before* the
+first affected slice and retrains the slices from there on the remaining ids. Because every stage
+is one :func:`obliviate.train.fit` call with a fresh optimiser and a seed derived from
+``(seed, shard, slice)``, the result is bit-for-bit the ensemble that SISA training from scratch on
+the remaining ids (same partition minus the ids, same seed) would give on the same machine: SISA is
+exact.
+
+Deviations from the official code (``cleverhans-lab/machine-unlearning``), and why:
+
+* Each slice stage is a separate ``fit`` with a fresh optimiser and its own LR schedule over that
+  stage's epochs (official: one optimiser object carried across the slices of a training run but
+  a fresh one after a restart). Ours makes a restart identical to training from scratch, which is
+  what makes the exactness above hold bit-for-bit; the stored checkpoints are model weights only.
+* The schedule is computed in exact integer arithmetic,
+  ``⌊(r+1)·2e/(R+1)⌋ − ⌊r·2e/(R+1)⌋`` (the official ``avg_epochs_per_slice = 2R/(R+1)·e/R``
+  evaluated in floats can round differently on exact boundaries). Note that the number of epochs
+  *summed over the slices* is ``⌊2eR/(R+1)⌋``, not ``e``: what equals ``e`` (up to rounding) is the
+  *cost* — samples × epochs / shard size — because early slices see only part of the shard.
+* Slices are ``torch.tensor_split`` parts (sizes differ by at most one, the larger first); the
+  official code gives the remainder to the last slice.
+* Optimiser, LR schedule, batch size, augmentation, … are the given :class:`TrainConfig`
+  (official example: plain SGD lr 1e-3, batch 16). ``max_steps`` caps each stage separately.
+  ``early_stop_patience`` is refused: stages have no validation data in SISA.
+
+The ensemble keeps its training tensors (``ensemble.data``: images, labels, ids) as a plain
+attribute — not in the ``state_dict`` and not deep-copied (copies share them; they are never
+modified in place) — because retraining a shard needs the images of its remaining ids. After
+unlearning, the new ensemble's data no longer contain the forgotten samples. Saving writes them
+only with ``include_data=True``; a loaded artifact without data gets them from ``dataset=`` in
+:func:`load_sisa`, or from the unlearning task's retain set.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from torch import Tensor, nn
+
+import obliviate
+from obliviate._io import atomic_dir, hash_parts, sha256_file
+from obliviate.errors import CheckpointError, ConfigError, ObliviateError, RequestError
+from obliviate.train import TrainConfig, fit
+from obliviate.utils import resolve_device
+
+Aggregation = Literal["vote", "mean_softmax"]
+AGGREGATIONS: tuple[str, ...] = ("vote", "mean_softmax")
+#: Added to every vote count before taking the log, so that CE stays finite (see aggregate()).
+VOTE_EPS = 1e-6
+
+FORMAT = "obliviate.sisa/1"
+META, WEIGHTS, DATA = "sisa.json", "checkpoints.safetensors", "data.safetensors"
+
+ModelSource = str | dict[str, Any] | Callable[[], nn.Module] | nn.Module
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def slice_epochs(epochs: int, slices: int) -> list[int]:
+    """Epochs of each slice stage (official schedule): with ``avg = 2R/(R+1) · e/R = 2e/(R+1)``,
+    slice ``r`` gets ``⌊(r+1)·avg⌋ − ⌊r·avg⌋``. The cost (samples × epochs) of training a shard
+    this way is about ``e`` passes over the whole shard."""
+    if slices < 1 or epochs < 0:
+        raise ConfigError(f"slices must be >= 1 and epochs >= 0, got {slices}, {epochs}")
+    return [
+        ((r + 1) * 2 * epochs) // (slices + 1) - (r * 2 * epochs) // (slices + 1)
+        for r in range(slices)
+    ]
+
+
+def sisa_cost(slice_sizes: Sequence[int], epochs_per_slice: Sequence[int], start: int = 0) -> int:
+    """Samples × epochs processed when training stages ``start..R-1`` of one shard."""
+    cum = 0
+    total = 0
+    for r, (n, e) in enumerate(zip(slice_sizes, epochs_per_slice, strict=True)):
+        cum += n
+        if r >= start:
+            total += cum * e
+    return total
+
+
+def sisa_partition(ids: Tensor, shards: int, slices: int, seed: int) -> list[list[Tensor]]:
+    """Uniform seeded partition of ``ids`` into ``shards`` × ``slices`` disjoint parts."""
+    ids = torch.as_tensor(ids, dtype=torch.int64).reshape(-1)
+    if shards < 1 or slices < 1:
+        raise ConfigError(f"shards and slices must be >= 1, got {shards}, {slices}")
+    if len(ids) < shards * slices:
+        raise ConfigError(
+            f"cannot split {len(ids)} samples into {shards} shards × {slices} slices "
+            "(every slice needs at least one sample)"
+        )
+    g = torch.Generator().manual_seed(int(seed))
+    perm = ids[torch.randperm(len(ids), generator=g)]
+    return [
+        [part.clone() for part in torch.tensor_split(shard, slices)]
+        for shard in torch.tensor_split(perm, shards)
+    ]
+
+
+def aggregate(logits: Tensor, how: str, eps: float = VOTE_EPS) -> Tensor:
+    """Combine per-shard logits ``(S, N, C)`` into ensemble scores ``(N, C)``.
+
+    * ``"mean_softmax"``: ``log(mean_s softmax(logits_s))`` — log-probabilities, so
+      ``cross_entropy`` on them is the NLL of the averaged probabilities; differentiable.
+    * ``"vote"``: ``log((votes + eps) / (S + C·eps))`` where ``votes[c]`` counts the shards whose
+      argmax is ``c``: the log of the (smoothed) vote fractions. ``argmax`` is the majority vote
+      (ties go to the lowest class index, as ``np.argmax`` in the official aggregation), and
+      ``cross_entropy`` is finite (``-log(eps/S)`` ≈ 14.5 when no shard votes for the label). The
+      argmax has no gradient: use ``mean_softmax`` for gradient-based attacks.
+    """
+    if logits.dim() != 3:
+        raise ConfigError(f"aggregate expects (shards, batch, classes) logits, got {logits.shape}")
+    s, _, c = logits.shape
+    if how == "mean_softmax":
+        return torch.logsumexp(F.log_softmax(logits.float(), dim=-1), dim=0) - math.log(s)
+    if how == "vote":
+        votes = F.one_hot(logits.argmax(-1), c).sum(0).float()
+        return torch.log((votes + eps) / (s + c * eps))
+    raise ConfigError(f"unknown aggregation {how!r}; choose one of {list(AGGREGATIONS)}")
+
+
+def _derive_seed(*parts: object) -> int:
+    """A 60-bit seed from ``parts`` (independent streams per shard / slice)."""
+    return int(hash_parts("obliviate.sisa", *(str(p) for p in parts))[:15], 16)
+
+
+def _fmt_ids(ids: Sequence[int], limit: int = 20) -> str:
+    ids = list(ids)
+    more = f" … (+{len(ids) - limit} more)" if len(ids) > limit else ""
+    return str(ids[:limit]) + more
+
+
+def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------- training data
+
+
+@dataclass(frozen=True, eq=False)
+class SisaData:
+    """The training tensors of an ensemble, looked up by sample id (read-only by convention)."""
+
+    x: Tensor
+    y: Tensor
+    ids: Tensor
+    _sorted: Tensor = field(init=False, repr=False)
+    _order: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ids = torch.as_tensor(self.ids, dtype=torch.int64).reshape(-1)
+        if not (len(self.x) == len(self.y) == len(ids)):
+            raise ConfigError(
+                f"SISA data parts differ in length: x {len(self.x)}, y {len(self.y)}, "
+                f"ids {len(ids)}"
+            )
+        srt, order = torch.sort(ids)
+        if len(srt) > 1 and bool((srt[1:] == srt[:-1]).any()):
+            dup = srt[1:][srt[1:] == srt[:-1]].unique().tolist()
+            raise ConfigError(f"SISA training ids must be distinct; duplicates: {_fmt_ids(dup)}")
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "_sorted", srt)
+        object.__setattr__(self, "_order", order)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def positions(self, ids: Tensor) -> Tensor:
+        """Row positions of ``ids``; unknown ids raise :class:`RequestError` naming them."""
+        ids = torch.as_tensor(ids, dtype=torch.int64).reshape(-1)
+        if len(self._sorted) == 0:
+            pos = torch.zeros_like(ids)
+            found = torch.zeros(len(ids), dtype=torch.bool)
+        else:
+            pos = torch.searchsorted(self._sorted, ids).clamp_max(len(self._sorted) - 1)
+            found = self._sorted[pos] == ids
+        if not bool(found.all()):
+            raise RequestError(
+                f"{int((~found).sum())} id(s) have no stored training data: "
+                f"{_fmt_ids(ids[~found].tolist())}"
+            )
+        return self._order[pos]
+
+    def take(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        p = self.positions(ids)
+        return self.x[p], self.y[p]
+
+    def without(self, ids: Tensor) -> SisaData:
+        keep = ~torch.isin(self.ids, torch.as_tensor(ids, dtype=torch.int64))
+        return SisaData(self.x[keep], self.y[keep], self.ids[keep])
+
+
+# ----------------------------------------------------------------------------- the ensemble
+
+
+class SisaEnsemble(nn.Module):
+    """S shard models + per-shard slice ids + per-slice checkpoints + aggregation.
+
+    ``forward(x)`` maps a batch to ensemble scores usable by ``argmax`` and ``cross_entropy``
+    (:func:`aggregate`). Shards left with no data by unlearning are skipped in the aggregation.
+    ``features(x)`` concatenates the shards' penultimate features (a representation for
+    similarity metrics; the ensemble has no single head).
+
+    ``checkpoints[s][r]`` (CPU state dicts, never modified in place) is the state of shard ``s``
+    *before* slice ``r``; ``checkpoints[s][R]`` equals its current weights. Build one with
+    :func:`train_sisa` / :func:`train_sisa_model`; unlearn with the ``sisa`` unlearner or
+    :meth:`unlearn_ids`; persist with :meth:`save` / :func:`load_sisa`.
+    """
+
+    def __init__(
+        self,
+        shards: Sequence[nn.Module],
+        slice_ids: Sequence[Sequence[Tensor]],
+        checkpoints: Sequence[Sequence[dict[str, Tensor]]],
+        *,
+        train_config: dict[str, Any],
+        seed: int,
+        aggregation: str = "vote",
+        spec: dict[str, Any] | None = None,
+        data: SisaData | None = None,
+        slice_seconds: Sequence[Sequence[float]] | None = None,
+        meta: dict[str, Any] | None = None,
+        history: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        if aggregation not in AGGREGATIONS:
+            raise ConfigError(
+                f"unknown aggregation {aggregation!r}; choose one of {list(AGGREGATIONS)}"
+            )
+        s = len(shards)
+        if s < 1 or len(slice_ids) != s or len(checkpoints) != s:
+            raise ConfigError(
+                f"SISA ensemble: {s} shard models, {len(slice_ids)} slice-id lists and "
+                f"{len(checkpoints)} checkpoint lists must agree (and be >= 1)"
+            )
+        r = len(slice_ids[0])
+        if r < 1 or any(len(sl) != r for sl in slice_ids):
+            raise ConfigError("SISA ensemble: every shard needs the same number (>= 1) of slices")
+        if any(len(ck) != r + 1 for ck in checkpoints):
+            raise ConfigError(f"SISA ensemble: every shard needs R+1 = {r + 1} checkpoints")
+        self.shards = nn.ModuleList(shards)
+        self.slice_ids: list[list[Tensor]] = [
+            [torch.as_tensor(t, dtype=torch.int64).reshape(-1) for t in sl] for sl in slice_ids
+        ]
+        self.checkpoints: list[list[dict[str, Tensor]]] = [list(ck) for ck in checkpoints]
+        self.train_config = dict(train_config)
+        self.seed = int(seed)
+        self.aggregation = aggregation
+        self.spec = copy.deepcopy(spec)
+        self.data = data
+        self.slice_seconds: list[list[float]] = (
+            [list(map(float, t)) for t in slice_seconds]
+            if slice_seconds is not None
+            else [[0.0] * r for _ in range(s)]
+        )
+        self.meta = dict(meta or {})
+        self.history: list[dict[str, Any]] = list(history or [])
+        all_ids = self.ids
+        if len(torch.unique(all_ids)) != len(all_ids):
+            u, c = torch.unique(all_ids, return_counts=True)
+            raise ConfigError(
+                f"SISA ensemble: slices must be disjoint; ids in several: {_fmt_ids(u[c > 1])}"
+            )
+
+    # ---------------------------------------------------------------- structure
+    @property
+    def num_shards(self) -> int:
+        return len(self.shards)
+
+    @property
+    def num_slices(self) -> int:
+        return len(self.slice_ids[0])
+
+    @property
+    def epochs_per_slice(self) -> list[int]:
+        return slice_epochs(int(self.train_config["epochs"]), self.num_slices)
+
+    @property
+    def ids(self) -> Tensor:
+        """Every training id currently in the ensemble (shard by shard, slice by slice)."""
+        return torch.cat([t for sl in self.slice_ids for t in sl])
+
+    def shard_ids(self, s: int) -> Tensor:
+        return torch.cat(self.slice_ids[s])
+
+    @property
+    def active(self) -> list[bool]:
+        """Shards that hold data (an emptied shard is left out of the aggregation)."""
+        return [sum(len(t) for t in sl) > 0 for sl in self.slice_ids]
+
+    @property
+    def shard_seconds(self) -> list[float]:
+        return [sum(t) for t in self.slice_seconds]
+
+    @property
+    def train_seconds(self) -> float:
+        """Recorded training wall time of all stages (sum over shards and slices)."""
+        return float(sum(self.shard_seconds))
+
+    def locate(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """(shard, slice) of each id; ``-1`` where the id is not in the ensemble."""
+        ids = torch.as_tensor(ids, dtype=torch.int64).reshape(-1)
+        shard = torch.full_like(ids, -1)
+        slc = torch.full_like(ids, -1)
+        for s, sl in enumerate(self.slice_ids):
+            for r, t in enumerate(sl):
+                m = torch.isin(ids, t)
+                shard[m], slc[m] = s, r
+        return shard, slc
+
+    def cost(self, start: Sequence[int] | None = None) -> int:
+        """Samples × epochs of training every shard from stage ``start[s]`` (0: from scratch)."""
+        eps = self.epochs_per_slice
+        return sum(
+            sisa_cost([len(t) for t in sl], eps, 0 if start is None else start[i])
+            for i, sl in enumerate(self.slice_ids)
+        )
+
+    # ---------------------------------------------------------------- inference
+    def shard_logits(self, x: Tensor) -> Tensor:
+        """Logits of every active shard, shape ``(S_active, N, C)``."""
+        outs = [m(x) for m, a in zip(self.shards, self.active, strict=True) if a]
+        if not outs:
+            raise ConfigError("SISA ensemble has no shard with training data left")
+        return torch.stack(outs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return aggregate(self.shard_logits(x), self.aggregation)
+
+    def features(self, x: Tensor) -> Tensor:
+        from obliviate.models import penultimate_features
+
+        feats = [
+            penultimate_features(m, x) for m, a in zip(self.shards, self.active, strict=True) if a
+        ]
+        return torch.cat([f.flatten(1) for f in feats], dim=1)
+
+    # ---------------------------------------------------------------- copying
+    def __deepcopy__(self, memo: dict[int, Any]) -> SisaEnsemble:
+        """Deep copy that shares the read-only training tensors and checkpoint tensors."""
+        if self.data is not None:
+            memo[id(self.data)] = self.data
+        for ck in self.checkpoints:
+            for st in ck:
+                memo[id(st)] = st
+        cls = type(self)
+        new = cls.__new__(cls)
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
+
+    # ---------------------------------------------------------------- training
+    def _stage_config(self, s: int, r: int, epochs: int) -> TrainConfig:
+        return TrainConfig(
+            **{**self.train_config, "epochs": epochs, "seed": _seed(self.seed, s, r)}
+        )
+
+    def _train_from(
+        self,
+        s: int,
+        start: int,
+        *,
+        lookup: Callable[[Tensor], tuple[Tensor, Tensor]],
+        device: str | torch.device | None,
+        show_progress: bool = False,
+    ) -> tuple[float, int, int]:
+        """Reload ``checkpoints[s][start]`` and train stages ``start..R-1`` of shard ``s``.
+
+        Returns (seconds, samples × epochs, stages trained)."""
+        model = self.shards[s]
+        model.load_state_dict(self.checkpoints[s][start])
+        eps = self.epochs_per_slice
+        seconds, work, stages = 0.0, 0, 0
+        for r in range(start, self.num_slices):
+            ids = torch.cat(self.slice_ids[s][: r + 1])
+            t0 = time.perf_counter()
+            if eps[r] > 0 and len(ids) > 0:
+                x, y = lookup(ids)
+                fit(
+                    model,
+                    x,
+                    y,
+                    self._stage_config(s, r, eps[r]),
+                    device=device,
+                    show_progress=show_progress,
+                    desc=f"sisa shard {s} slice {r}",
+                )
+                work += len(ids) * eps[r]
+            model.eval()
+            self.checkpoints[s][r + 1] = _cpu_state(model)
+            dt = time.perf_counter() - t0
+            self.slice_seconds[s][r] = dt
+            seconds += dt
+            stages += 1
+        return seconds, work, stages
+
+    # ---------------------------------------------------------------- unlearning
+    def unlearn_ids(
+        self,
+        forget_ids: Tensor | Sequence[int],
+        *,
+        retain: Any = None,
+        device: str | torch.device | None = "cpu",
+        show_progress: bool = False,
+    ) -> dict[str, Any]:
+        """Remove ``forget_ids`` in place: retrain only the affected shards, each from the
+        checkpoint before its first affected slice. Returns the cost statistics.
+
+        Images of the remaining ids come from ``self.data``; if the ensemble has none, or
+        ``retain`` (anything with ``x``, ``y``, ``ids``, e.g. a task's retain set) is given, from
+        ``retain``. Ids not in the ensemble raise :class:`RequestError` naming them.
+        """
+        f = torch.as_tensor(forget_ids, dtype=torch.int64).reshape(-1)
+        if len(f) == 0:
+            raise RequestError("empty forget set: the request names no samples to unlearn")
+        if len(torch.unique(f)) != len(f):
+            u, c = torch.unique(f, return_counts=True)
+            raise RequestError(f"forget set has duplicate ids: {_fmt_ids(u[c > 1].tolist())}")
+        shard_of, slice_of = self.locate(f)
+        missing = f[shard_of < 0]
+        if len(missing):
+            raise RequestError(
+                f"{len(missing)} forget id(s) are not in the SISA ensemble's training data "
+                f"(never trained on, or already unlearned): {_fmt_ids(missing.tolist())}"
+            )
+        if retain is not None:
+            store = SisaData(retain.x, retain.y, retain.ids)
+        elif self.data is not None:
+            store = self.data
+        else:
+            raise RequestError(
+                "the SISA ensemble holds no training tensors (loaded without data?) and no "
+                "retain set was given: retraining its shards needs the remaining images"
+            )
+        first: dict[int, int] = {}
+        for s, r in zip(shard_of.tolist(), slice_of.tolist(), strict=True):
+            first[s] = min(first.get(s, r), r)
+        remaining = [[t[~torch.isin(t, f)] for t in sl] for sl in self.slice_ids]
+        if not any(sum(len(t) for t in sl) > 0 for sl in remaining):
+            raise RequestError("the request removes every training sample of the ensemble")
+        for s in first:  # fail before changing anything if some remaining image is unavailable
+            store.positions(torch.cat(remaining[s]))
+        original_seconds = self.train_seconds
+        self.slice_ids = remaining
+        full_cost = self.cost()
+        seconds, work, stages = 0.0, 0, 0
+        for s in sorted(first):
+            dt, w, k = self._train_from(
+                s, first[s], lookup=store.take, device=device, show_progress=show_progress
+            )
+            seconds, work, stages = seconds + dt, work + w, stages + k
+        if self.data is not None:
+            self.data = self.data.without(f)
+        monolithic = sum(len(self.shard_ids(s)) for s in range(self.num_shards)) * int(
+            self.train_config["epochs"]
+        )
+        stats = {
+            "forgotten": len(f),
+            "shards_retrained": len(first),
+            "slices_retrained": stages,
+            "restart_slice": {str(s): r for s, r in sorted(first.items())},
+            "retrain_seconds": seconds,
+            "samples_epochs": work,
+            "full_sisa_samples_epochs": full_cost,
+            "cost_saved_vs_full_sisa": 1.0 - work / full_cost if full_cost else 0.0,
+            "cost_saved_vs_monolithic": 1.0 - work / monolithic if monolithic else 0.0,
+            "original_train_seconds": original_seconds,
+        }
+        if original_seconds > 0:  # unknown for an artifact built without timings
+            stats["time_saved_vs_original"] = 1.0 - seconds / original_seconds
+        self.history.append(
+            {k: stats[k] for k in ("forgotten", "shards_retrained", "slices_retrained")}
+        )
+        return stats
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike[str], *, include_data: bool = False) -> Path:
+        """Write the artifact folder atomically (see :func:`save_sisa`)."""
+        return save_sisa(self, path, include_data=include_data)
+
+
+def _seed(seed: int, s: int, r: int | str) -> int:
+    return _derive_seed(seed, s, r)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _spec_of(source: ModelSource) -> dict[str, Any] | None:
+    if isinstance(source, dict):
+        return {"name": source["name"], "kwargs": dict(source.get("kwargs", {}))}
+    if isinstance(source, nn.Module):
+        return copy.deepcopy(getattr(source, "obliviate_spec", None))
+    return None
+
+
+def _build_shard(source: ModelSource, seed: int, model_kwargs: dict[str, Any] | None) -> nn.Module:
+    """A freshly initialised shard model under ``seed``.
+
+    A registered name / spec dict goes through ``create_model``; a callable is called; an
+    ``nn.Module`` is a template: rebuilt from its ``obliviate_spec`` if it has one, otherwise
+    deep-copied and re-initialised with ``reset_parameters`` (see the ``retrain`` method).
+    """
+    from obliviate.models import create_model
+
+    torch.manual_seed(seed)
+    if isinstance(source, str):
+        return create_model(source, **(model_kwargs or {}))
+    spec = _spec_of(source)
+    if spec is not None:
+        return create_model(spec["name"], **spec["kwargs"])
+    if isinstance(source, nn.Module):
+        from obliviate.unlearn.methods.retrain import reinitialize_
+
+        return reinitialize_(copy.deepcopy(source), seed)
+    if callable(source):
+        m = source()
+        if not isinstance(m, nn.Module):
+            raise ConfigError(f"model factory returned {type(m).__name__}, not an nn.Module")
+        return m
+    raise ConfigError(
+        "model must be a registered model name, a spec {'name', 'kwargs'}, a factory or a module; "
+        f"got {type(source).__name__}"
+    )
+
+
+def train_sisa(
+    x: Tensor,
+    y: Tensor,
+    ids: Tensor,
+    model: ModelSource,
+    cfg: TrainConfig | None = None,
+    *,
+    shards: int = 5,
+    slices: int = 5,
+    aggregation: str = "vote",
+    seed: int | None = None,
+    partition: Sequence[Sequence[Tensor | Sequence[int]]] | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    device: str | torch.device | None = "cpu",
+    keep_data: bool = True,
+    show_progress: bool = False,
+    meta: dict[str, Any] | None = None,
+) -> SisaEnsemble:
+    """SISA-train an ensemble on images ``x`` (float, [0, 1]), labels ``y`` and sample ``ids``.
+
+    ``model``: a registered model name (+ ``model_kwargs``), a spec ``{"name", "kwargs"}``, a
+    zero-argument factory, or a template module. Shard ``s`` is initialised under a seed derived
+    from ``(seed, s)`` and stage ``r`` trained with ``cfg`` but a seed derived from
+    ``(seed, s, r)`` and ``slice_epochs(cfg.epochs, slices)[r]`` epochs. ``seed`` defaults to
+    ``cfg.seed``. ``partition`` (``shards`` lists of ``slices`` id lists) replaces the uniform
+    seeded partition. ``keep_data`` stores (x, y, ids) in the ensemble for later unlearning.
+    """
+    cfg = cfg or TrainConfig()
+    if cfg.early_stop_patience > 0:
+        raise ConfigError(
+            "SISA trains its slice stages without validation data: early_stop_patience must be 0"
+        )
+    seed = cfg.seed if seed is None else int(seed)
+    data = SisaData(x, y, ids)
+    if partition is None:
+        parts = sisa_partition(data.ids, shards, slices, seed)
+    else:
+        parts = [
+            [torch.as_tensor(t, dtype=torch.int64).reshape(-1) for t in sl] for sl in partition
+        ]
+        if not parts:
+            raise ConfigError("partition must list at least one shard")
+        used = torch.cat([t for sl in parts for t in sl])
+        data = SisaData(*data.take(used), used)  # keep only the partitioned ids (all must exist)
+    dev = resolve_device(device)
+    models = [_build_shard(model, _seed(seed, s, "init"), model_kwargs) for s in range(len(parts))]
+    spec = getattr(models[0], "obliviate_spec", None) or _spec_of(model)
+    init = [[_cpu_state(m)] + [{}] * len(parts[0]) for m in models]
+    ens = SisaEnsemble(
+        models,
+        parts,
+        init,
+        train_config=cfg.to_dict(),
+        seed=seed,
+        aggregation=aggregation,
+        spec=spec,
+        data=data if keep_data else None,
+        meta=meta,
+    )
+    for s in range(ens.num_shards):
+        ens._train_from(s, 0, lookup=data.take, device=dev, show_progress=show_progress)
+    return ens.eval()
+
+
+def train_sisa_model(
+    dataset: Any,
+    split: Any,
+    model: str,
+    cfg: TrainConfig | None = None,
+    *,
+    shards: int = 5,
+    slices: int = 5,
+    aggregation: str = "vote",
+    model_kwargs: dict[str, Any] | None = None,
+    exclude: Any = None,
+    seed: int | None = None,
+    device: str | torch.device | None = "cpu",
+    keep_data: bool = True,
+    show_progress: bool = False,
+) -> SisaEnsemble:
+    """SISA-train registered model ``model`` on ``split.train`` (minus ``exclude``, a
+    :class:`ForgetRequest`) of ``dataset``, with the same model kwargs :func:`train_model` uses
+    (normalisation statistics of ``split.train``). The ensemble's ``meta`` records the dataset
+    fingerprint and the split hash, which :func:`load_sisa` checks against a given dataset."""
+    split.check(dataset)
+    train_ids = split.train
+    if exclude is not None:
+        exclude.validate(split)
+        train_ids = train_ids[~torch.isin(train_ids, exclude.tensor)]
+    kw = dict(model_kwargs or {})
+    kw.setdefault("num_classes", dataset.num_classes)
+    kw.setdefault("in_channels", dataset.in_channels)
+    kw.setdefault("image_size", list(dataset.image_size))
+    if "mean" not in kw or "std" not in kw:
+        mean, std = dataset.channel_stats(split.train)
+        kw.setdefault("mean", mean)
+        kw.setdefault("std", std)
+    x, y = dataset.tensors(train_ids)
+    meta = {
+        "dataset": {
+            "name": dataset.name,
+            "source": dataset.source,
+            "fingerprint": dataset.fingerprint(),
+            "num_classes": dataset.num_classes,
+        },
+        "split_hash": split.hash,
+    }
+    return train_sisa(
+        x,
+        y,
+        train_ids,
+        {"name": model, "kwargs": kw},
+        cfg,
+        shards=shards,
+        slices=slices,
+        aggregation=aggregation,
+        seed=seed,
+        device=device,
+        keep_data=keep_data,
+        show_progress=show_progress,
+        meta=meta,
+    )
+
+
+# ----------------------------------------------------------------------------- persistence
+
+
+def _key(s: int, r: int, name: str) -> str:
+    return f"shard{s}/stage{r}/{name}"
+
+
+def save_sisa(
+    ens: SisaEnsemble, path: str | os.PathLike[str], *, include_data: bool = False
+) -> Path:
+    """Write ``ens`` to folder ``path`` atomically: ``checkpoints.safetensors`` (every shard's
+    R+1 stage checkpoints, ``shard{s}/stage{r}/<param>``; stage R is the live weights),
+    ``data.safetensors`` (x, y, ids; only with ``include_data``) and ``sisa.json`` (format,
+    architecture spec, train config, seed, aggregation, slice ids, schedule, timings, history,
+    dataset/split provenance and the SHA-256 of each file)."""
+    path = Path(path)
+    if include_data and ens.data is None:
+        raise CheckpointError("include_data=True but the SISA ensemble holds no training data")
+    tensors: dict[str, Tensor] = {}
+    for s, ck in enumerate(ens.checkpoints):
+        for r, st in enumerate(ck):
+            for k, v in st.items():
+                tensors[_key(s, r, k)] = v.detach().to("cpu").contiguous()
+    with atomic_dir(path) as tmp:
+        safetensors.torch.save_file(tensors, str(tmp / WEIGHTS))
+        files = {WEIGHTS: sha256_file(tmp / WEIGHTS)}
+        if include_data:
+            d = ens.data
+            assert d is not None
+            safetensors.torch.save_file(
+                {"x": d.x.contiguous(), "y": d.y.contiguous(), "ids": d.ids.contiguous()},
+                str(tmp / DATA),
+            )
+            files[DATA] = sha256_file(tmp / DATA)
+        model0 = ens.shards[0]
+        meta = {
+            "format": FORMAT,
+            "model": ens.spec,
+            "model_class": f"{type(model0).__module__}.{type(model0).__qualname__}",
+            "aggregation": ens.aggregation,
+            "shards": ens.num_shards,
+            "slices": ens.num_slices,
+            "seed": ens.seed,
+            "train_config": ens.train_config,
+            "epochs_per_slice": ens.epochs_per_slice,
+            "slice_ids": [[t.tolist() for t in sl] for sl in ens.slice_ids],
+            "slice_seconds": ens.slice_seconds,
+            "history": ens.history,
+            "meta": ens.meta,
+            "files": files,
+            "versions": {
+                "obliviate": obliviate.__version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+        }
+        (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_sisa(
+    path: str | os.PathLike[str],
+    *,
+    model_factory: Callable[[], nn.Module] | None = None,
+    dataset: Any = None,
+    device: str | torch.device = "cpu",
+) -> SisaEnsemble:
+    """Load and verify a SISA artifact folder; raise :class:`CheckpointError` on any mismatch.
+
+    Checks: format, presence and SHA-256 of every file, the slice-id layout (S × R, disjoint),
+    that every stage checkpoint fits the architecture (rebuilt from the recorded spec, or from
+    ``model_factory`` for an unregistered model), and that stored data cover exactly the ids.
+    ``dataset`` (an :class:`ImageDataset`) supplies the training tensors when the artifact was
+    saved without them; its fingerprint must match the recorded one.
+    """
+    from obliviate.models import create_model
+
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"SISA artifact {path} does not exist (expected a folder)")
+    try:
+        meta = json.loads((path / META).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"SISA artifact {path}: {META} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"SISA artifact {path}: {META} is corrupt ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"SISA artifact {path}: format {fmt!r}, expected {FORMAT!r}")
+    try:
+        files: dict[str, str] = meta["files"]
+        n_shards, n_slices = int(meta["shards"]), int(meta["slices"])
+        slice_ids = [[torch.tensor(t, dtype=torch.int64) for t in sl] for sl in meta["slice_ids"]]
+        train_config, seed, aggregation = (
+            meta["train_config"],
+            int(meta["seed"]),
+            meta["aggregation"],
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"SISA artifact {path}: {META} lacks or garbles {e}") from None
+    for name, digest in files.items():
+        fp = path / name
+        if not fp.exists():
+            raise CheckpointError(f"SISA artifact {path}: {name} is missing")
+        if sha256_file(fp) != digest:
+            raise CheckpointError(
+                f"SISA artifact {path}: {name} is corrupt or truncated (SHA-256 mismatch)"
+            )
+    if WEIGHTS not in files:
+        raise CheckpointError(f"SISA artifact {path}: {META} does not list {WEIGHTS}")
+    if len(slice_ids) != n_shards or any(len(sl) != n_slices for sl in slice_ids):
+        raise CheckpointError(
+            f"SISA artifact {path}: slice ids do not form {n_shards} shards × {n_slices} slices"
+        )
+    spec = meta.get("model")
+    if spec is None and model_factory is None:
+        raise CheckpointError(
+            f"SISA artifact {path} holds an unregistered model ({meta.get('model_class')}); "
+            "pass model_factory= to rebuild its architecture"
+        )
+
+    def build() -> nn.Module:
+        if model_factory is not None:
+            return model_factory()
+        try:
+            return create_model(spec["name"], **spec["kwargs"])
+        except ObliviateError as e:
+            raise CheckpointError(
+                f"SISA artifact {path}: cannot rebuild model {spec['name']!r}: {e}"
+            ) from None
+
+    try:
+        tensors = safetensors.torch.load_file(str(path / WEIGHTS), device="cpu")
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"SISA artifact {path}: cannot read {WEIGHTS}: {e}") from None
+    models = [build() for _ in range(n_shards)]
+    own = models[0].state_dict()
+    checkpoints: list[list[dict[str, Tensor]]] = []
+    for s in range(n_shards):
+        ck = []
+        for r in range(n_slices + 1):
+            st = {k: tensors.pop(_key(s, r, k), None) for k in own}
+            bad = [k for k, v in st.items() if v is None or tuple(v.shape) != tuple(own[k].shape)]
+            if bad:
+                raise CheckpointError(
+                    f"SISA artifact {path}: shard {s} stage {r} does not fit the architecture "
+                    f"{type(models[0]).__name__} (missing or mis-shaped: {bad[:5]})"
+                )
+            ck.append(st)
+        models[s].load_state_dict(ck[n_slices])
+        checkpoints.append(ck)
+    if tensors:
+        raise CheckpointError(
+            f"SISA artifact {path}: unexpected tensors in {WEIGHTS}: {sorted(tensors)[:5]}"
+        )
+    data = None
+    all_ids = torch.cat([t for sl in slice_ids for t in sl])
+    if DATA in files:
+        try:
+            d = safetensors.torch.load_file(str(path / DATA), device="cpu")
+            data = SisaData(d["x"], d["y"], d["ids"])
+        except (SafetensorError, OSError, KeyError, ConfigError) as e:
+            raise CheckpointError(f"SISA artifact {path}: cannot read {DATA}: {e}") from None
+    elif dataset is not None:
+        rec = (meta.get("meta") or {}).get("dataset", {}).get("fingerprint")
+        if rec is not None and dataset.fingerprint() != rec:
+            raise CheckpointError(
+                f"SISA artifact {path} was trained on dataset content {rec[:12]}, but the "
+                f"dataset given has content {dataset.fingerprint()[:12]}"
+            )
+        x, y = dataset.tensors(all_ids)
+        data = SisaData(x, y, all_ids)
+    if data is not None:
+        same = len(data.ids) == len(all_ids) and bool(
+            torch.equal(torch.sort(data.ids).values, torch.sort(all_ids).values)
+        )
+        if not same:
+            raise CheckpointError(
+                f"SISA artifact {path}: stored data ids differ from the ensemble's slice ids"
+            )
+    try:
+        ens = SisaEnsemble(
+            models,
+            slice_ids,
+            checkpoints,
+            train_config=train_config,
+            seed=seed,
+            aggregation=aggregation,
+            spec=spec,
+            data=data,
+            slice_seconds=meta.get("slice_seconds"),
+            meta=meta.get("meta"),
+            history=meta.get("history"),
+        )
+    except ConfigError as e:
+        raise CheckpointError(f"SISA artifact {path}: {e}") from None
+    return ens.to(device).eval()
