@@ -26,18 +26,19 @@ from obliviate.unlearn.task import TensorSet, UnlearnTask
 
 SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
     "finetune": {"lr": [0.01, 0.03, 0.1], "epochs": [2, 5, 10]},
-    "grad_ascent": {"lr": [1e-4, 3e-4, 1e-3, 3e-3], "epochs": [1, 3, 5]},
-    "neggrad_plus": {"lr": [0.003, 0.01, 0.03], "epochs": [2, 5]},
+    "grad_ascent": {"lr": [1e-4, 3e-4, 1e-3, 3e-3], "epochs": [1, 2, 5]},
+    "neggrad_plus": {"lr": [0.003, 0.01, 0.03], "alpha": [0.9, 0.95, 0.99], "epochs": [2, 5]},
     "random_label": {"lr": [0.003, 0.01, 0.03], "epochs": [2, 5]},
-    "noisy_gd": {"lr": [0.01, 0.03], "epochs": [2, 5], "sigma": [1e-4, 1e-3, 3e-3]},
-    "eu_k": {"k": [1, 2, 3], "epochs": [2, 5]},
-    "cf_k": {"k": [1, 2, 3], "epochs": [2, 5]},
-    "l1_sparse": {"lr": [0.01, 0.03], "gamma": [1e-5, 5e-5, 1e-4], "epochs": [2, 5]},
-    "salun": {"lr": [0.003, 0.01, 0.03], "sparsity": [0.5], "epochs": [2, 5]},
-    "scrub": {"lr": [0.001, 0.005, 0.01], "epochs": [3, 5]},
-    "ssd": {"alpha": [1, 3, 10, 30], "lam": [0.1, 0.5, 1.0]},
+    "noisy_gd": {"lr": [0.01, 0.03], "sigma": [1e-4, 1e-3], "epochs": [2, 5]},
+    "eu_k": {"k": [1, 2, 3], "lr": [0.01, 0.03], "epochs": [2, 5]},
+    "cf_k": {"k": [1, 2, 3], "lr": [0.01, 0.03], "epochs": [2, 5]},
+    "l1_sparse": {"lr": [0.01, 0.03], "gamma": [1e-4, 5e-4], "epochs": [2, 5]},
+    "salun": {"lr": [0.003, 0.01, 0.03], "mask_fraction": [0.5], "epochs": [2, 5]},
+    "scrub": {"lr": [5e-4, 2e-3, 5e-3], "epochs": [3, 5]},
+    "ssd": {"alpha": [1.0, 3.0, 10.0, 30.0], "lam": [0.1, 0.5, 1.0]},
     "fisher": {"alpha": [1e-8, 1e-7, 1e-6, 1e-5]},
-    "influence": {"damping": [0.01, 0.1, 1.0], "scale": [10.0, 100.0, 1000.0]},
+    "influence": {"damping": [1e-3, 1e-2, 1e-1], "max_norm": [1.0, 5.0, 20.0]},
+    "certified_removal": {"lam": [1e-4, 1e-3, 1e-2]},
 }
 
 
