@@ -217,6 +217,134 @@ def eval_(
         atomic_write_json(json_out, m)
 
 
+@app.command("audit")
+def audit_(
+    unlearned: Annotated[Path, typer.Option(help="Checkpoint of the unlearned model.")],
+    gold: Annotated[
+        Path | None, typer.Option(help="Checkpoint of the gold retrain (needed for gaps, r_τ).")
+    ] = None,
+    original: Annotated[
+        Path | None,
+        typer.Option(help="Checkpoint of the original (adds its column; ranks classes)."),
+    ] = None,
+    request: Annotated[
+        Path | None,
+        typer.Option(help="Forget request JSON (default: the request recorded in the gold model)."),
+    ] = None,
+    tau: Annotated[
+        list[float] | None, typer.Option("--tau", help="Perturbation size τ (repeatable).")
+    ] = None,
+    perturbation: Annotated[
+        str, typer.Option(help="r_τ perturbation: gaussian, uniform, fgsm or pgd.")
+    ] = "gaussian",
+    c: Annotated[
+        int | None, typer.Option(help="Perturbations per forget sample (default 100; 20 for pgd).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="PGD steps (pgd only; default 10).")] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            help="Only these metrics (repeatable). relearn_time and lira (4 OUT shadows, "
+            "gold's recipe) run only when named.",
+        ),
+    ] = None,
+    residual_max_samples: Annotated[
+        int | None, typer.Option(help="Use at most this many forget samples for r_τ.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the MIA sample and the perturbations.")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+) -> None:
+    """Audit an unlearned model against the gold retrain: accuracy, UA, MIAs, Avg. Gap, r_τ, ..."""
+    import torch
+
+    from obliviate.audit import audit as run_audit
+    from obliviate.checkpoint import dataset_for, load_checkpoint
+    from obliviate.data import ForgetRequest
+    from obliviate.errors import CheckpointError, RequestError
+
+    def seconds(meta: dict[str, Any]) -> float | None:
+        """Step time recorded in a checkpoint: `obliviate unlearn` (unlearn.stats), or training."""
+        u = meta.get("unlearn") if isinstance(meta.get("unlearn"), dict) else {}
+        for d in (u.get("stats"), u, meta.get("stats"), meta.get("history")):
+            if isinstance(d, dict) and isinstance(d.get("seconds"), int | float):
+                return float(d["seconds"])
+        return None
+
+    try:
+        paths = {"unlearned": unlearned, "gold": gold, "original": original}
+        cks = {k: load_checkpoint(p, device=device) for k, p in paths.items() if p is not None}
+        ref = cks["unlearned"].split.hash
+        bad = {k: ck.split.hash for k, ck in cks.items() if ck.split.hash != ref}
+        if bad:
+            listed = ", ".join(f"{k} {paths[k]} has split {h[:12]}" for k, h in bad.items())
+            raise CheckpointError(
+                f"checkpoints were trained on different splits: unlearned {unlearned} has split "
+                f"{ref[:12]}, but {listed}; an audit compares models on one split"
+            )
+        if request is not None:
+            req = ForgetRequest.load(request)
+        else:
+            rec = next((ck.request for ck in cks.values() if ck.request is not None), None)
+            if rec is None:
+                raise RequestError(
+                    "no --request given and no checkpoint records one; pass --request R.json"
+                )
+            req = rec
+        g_req = cks["gold"].request if "gold" in cks else None
+        if g_req is not None and g_req.hash != req.hash:
+            raise RequestError(
+                f"gold {gold} was retrained without a different request ({len(g_req)} ids) than "
+                f"the one audited ({len(req)} ids); retrain gold on this request"
+            )
+        ck_u = cks["unlearned"]
+        ds = dataset_for(ck_u)
+        timings = {}
+        for step, key in (("unlearn", "unlearned"), ("gold", "gold"), ("original", "original")):
+            s = seconds(cks[key].meta) if key in cks else None
+            if s is not None:
+                timings[step] = s
+        shadow_fn = None
+        recipe = cks.get("gold", ck_u).meta
+        if metric and "lira" in metric and recipe.get("model") and recipe.get("train_config"):
+            from obliviate.models import create_model
+            from obliviate.train import TrainConfig, fit
+
+            def shadow_fn(x: Any, y: Any, seed: int) -> Any:  # the gold model's own recipe
+                cfg = TrainConfig(**{**recipe["train_config"], "seed": seed})
+                torch.manual_seed(seed)
+                net = create_model(recipe["model"]["name"], **recipe["model"]["kwargs"])
+                fit(net, x, y, cfg, device=device, show_progress=False)
+                return net
+
+        report = run_audit(
+            ck_u.model,
+            cks["gold"].model if "gold" in cks else None,
+            cks["original"].model if "original" in cks else None,
+            dataset=ds,
+            split=ck_u.split,
+            request=req,
+            taus=tuple(tau) if tau else (0.03,),
+            perturbation=perturbation,
+            c=c,
+            metrics=metric or None,
+            seed=seed,
+            device=device,
+            residual_max_samples=residual_max_samples,
+            timings=timings or None,
+            attack_kw={"steps": steps} if steps is not None else None,
+            shadow_train_fn=shadow_fn,
+        )
+        if json_out:
+            report.save(json_out)
+    except ObliviateError as e:
+        _fail(e)
+    console.print(report)
+    if json_out:
+        console.print(f"report written to [bold]{json_out}[/]")
+
+
 def _config_defaults(name: str) -> str:
     from obliviate.unlearn import create_unlearner
 

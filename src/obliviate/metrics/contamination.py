@@ -128,15 +128,47 @@ def knowledge_contamination(
         class_ref_x, class_ref_y = x_test, y_test
     check_xy(class_ref_x, class_ref_y, "class reference set")
 
-    f_req = features(original, forget_x, batch_size, device).double().mean(0)
-    f_ref = features(original, class_ref_x, batch_size, device).double()
-    ref_y = class_ref_y.cpu()
-    acc_u = per_class_accuracy_from_predictions(
-        predictions(unlearned, x_test, batch_size, device), y_test
+    return knowledge_contamination_from_outputs(
+        pred_unlearned=predictions(unlearned, x_test, batch_size, device),
+        pred_gold=predictions(gold, x_test, batch_size, device),
+        y_test=y_test,
+        requested_features=features(original, forget_x, batch_size, device),
+        ref_features=features(original, class_ref_x, batch_size, device),
+        ref_y=class_ref_y,
+        requested_classes=requested,
+        k=k,
     )
-    acc_g = per_class_accuracy_from_predictions(
-        predictions(gold, x_test, batch_size, device), y_test
-    )
+
+
+def knowledge_contamination_from_outputs(
+    pred_unlearned: Tensor,
+    pred_gold: Tensor,
+    y_test: Tensor,
+    requested_features: Tensor,
+    ref_features: Tensor,
+    ref_y: Tensor,
+    requested_classes: Sequence[int],
+    k: int = 3,
+) -> ContaminationResult:
+    """:func:`knowledge_contamination` from precomputed outputs: the two models' predicted test
+    labels, the ORIGINAL model's penultimate features of the requested data and of the class
+    reference set (with its labels). Used by the audit, which computes each output once."""
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    check_xy(pred_unlearned, y_test, "test predictions (unlearned)")
+    check_xy(pred_gold, y_test, "test predictions (gold)")
+    if len(requested_features) == 0:
+        raise MetricError("the requested (forget) data is empty")
+    if len(ref_features) != len(ref_y) or len(ref_y) == 0:
+        raise MetricError(
+            f"class reference set: {len(ref_features)} feature rows for {len(ref_y)} labels"
+        )
+    requested = sorted({int(c) for c in requested_classes})
+    f_req = requested_features.flatten(1).double().mean(0)
+    f_ref = ref_features.flatten(1).double()
+    ref_y = ref_y.cpu()
+    acc_u = per_class_accuracy_from_predictions(pred_unlearned, y_test)
+    acc_g = per_class_accuracy_from_predictions(pred_gold, y_test)
     y_cpu = y_test.cpu()
     all_classes = sorted(set(acc_u) | {int(c) for c in torch.unique(ref_y)})
     candidates, missing = [], []

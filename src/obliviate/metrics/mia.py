@@ -114,8 +114,6 @@ def mia_efficacy(
     class unlearning RURK fits retain vs forget and evaluates held-out forget-class data: pass
     those sets as ``test`` and ``forget``. Deterministic for a given ``seed``.
     """
-    from sklearn.svm import SVC
-
     for name, (x, y) in (("retain", retain), ("test", test), ("forget", forget)):
         check_xy(x, y, f"MIA {name} set")
     idx_r, idx_t = balanced_sample(len(retain[0]), len(test[0]), n_max, seed)
@@ -123,12 +121,49 @@ def mia_efficacy(
     f_r = mia_features(model, retain[0][ir], retain[1][ir], feature, batch_size, device)
     f_t = mia_features(model, test[0][it], test[1][it], feature, batch_size, device)
     f_f = mia_features(model, forget[0], forget[1], feature, batch_size, device)
-    x_fit = np.concatenate([f_r, f_t]).reshape(-1, 1)
-    y_fit = np.concatenate([np.ones(len(f_r)), np.zeros(len(f_t))])
+    return svc_efficacy(f_r, f_t, f_f)
+
+
+def svc_efficacy(f_members: np.ndarray, f_nonmembers: np.ndarray, f_query: np.ndarray) -> float:
+    """Fit ``SVC(C=3, gamma="auto", kernel="rbf")`` on scalar features of members (label 1) and
+    non-members (label 0); return 100 × the fraction of ``f_query`` predicted non-member."""
+    from sklearn.svm import SVC
+
+    if len(f_members) == 0 or len(f_nonmembers) == 0 or len(f_query) == 0:
+        raise MetricError(
+            "SVC MIA needs members, non-members and query samples "
+            f"(got {len(f_members)}, {len(f_nonmembers)}, {len(f_query)})"
+        )
+    x_fit = np.concatenate([f_members, f_nonmembers]).reshape(-1, 1)
+    y_fit = np.concatenate([np.ones(len(f_members)), np.zeros(len(f_nonmembers))])
     clf = SVC(C=3, gamma="auto", kernel="rbf")
     clf.fit(x_fit, y_fit)
-    pred = clf.predict(f_f.reshape(-1, 1))
+    pred = clf.predict(np.asarray(f_query).reshape(-1, 1))
     return 100.0 * float(np.mean(pred == 0))
+
+
+def mia_efficacy_from_logits(
+    retain: XY,
+    test: XY,
+    forget: XY,
+    feature: Feature = "prob",
+    n_max: int = 5000,
+    seed: int = 0,
+) -> float:
+    """:func:`mia_efficacy` from precomputed logits: each pair is (logits (N, K), labels (N,)).
+
+    Same balanced seeded sample (:func:`balanced_sample`) over the rows of the retain and test
+    logits, so it equals :func:`mia_efficacy` on the same sets and seed (the audit computes each
+    model's logits once and reuses them across metrics).
+    """
+    for name, (z, y) in (("retain", retain), ("test", test), ("forget", forget)):
+        check_xy(z, y, f"MIA {name} logits")
+    idx_r, idx_t = balanced_sample(len(retain[0]), len(test[0]), n_max, seed)
+    ir, it = torch.as_tensor(idx_r), torch.as_tensor(idx_t)
+    f_r = features_from_logits(retain[0][ir], retain[1][ir], feature)
+    f_t = features_from_logits(test[0][it], test[1][it], feature)
+    f_f = features_from_logits(forget[0], forget[1], feature)
+    return svc_efficacy(f_r, f_t, f_f)
 
 
 @dataclass(frozen=True)
@@ -196,6 +231,43 @@ def population_mia(
     s_m = -mia_features(model, *members, feature="loss", batch_size=batch_size, device=device)
     s_n = -mia_features(model, *nonmembers, feature="loss", batch_size=batch_size, device=device)
     return population_mia_from_scores(s_m, s_n)
+
+
+def population_mia_from_logits(members: XY, nonmembers: XY) -> PopulationMIAResult:
+    """:func:`population_mia` from precomputed (logits, labels) pairs: score = −cross-entropy."""
+    check_xy(*members, "MIA member logits")
+    check_xy(*nonmembers, "MIA non-member logits")
+    s_m = -features_from_logits(members[0], members[1], "loss")
+    s_n = -features_from_logits(nonmembers[0], nonmembers[1], "loss")
+    return population_mia_from_scores(s_m, s_n)
+
+
+def youden_threshold(
+    member_scores: np.ndarray | Tensor, nonmember_scores: np.ndarray | Tensor
+) -> float:
+    """Score threshold maximising TPR − FPR (Youden's J) of "member iff score ≥ threshold".
+
+    Independent of the member / non-member ratio. Ties in J go to the higher threshold
+    (the fewer false positives). Use it to apply an attack calibrated on known members and
+    non-members to another set: ``member_rate = mean(scores >= threshold)``.
+    """
+    from sklearn.metrics import roc_curve
+
+    sm = np.asarray(member_scores, dtype=np.float64).ravel()
+    sn = np.asarray(nonmember_scores, dtype=np.float64).ravel()
+    if len(sm) == 0 or len(sn) == 0:
+        raise MetricError(
+            f"a threshold attack needs members and non-members (got {len(sm)} and {len(sn)})"
+        )
+    if not (np.isfinite(sm).all() and np.isfinite(sn).all()):
+        raise MetricError("MIA scores contain NaN or inf")
+    labels = np.concatenate([np.ones(len(sm)), np.zeros(len(sn))])
+    fpr, tpr, thr = roc_curve(labels, np.concatenate([sm, sn]), drop_intermediate=False)
+    j = tpr - fpr
+    best = int(np.argmax(j))  # first maximum = highest threshold (thresholds decrease)
+    t = float(thr[best])
+    # roc_curve's first threshold is +inf ("nobody is a member"); keep it finite and equivalent
+    return t if np.isfinite(t) else float(np.nextafter(max(sm.max(), sn.max()), np.inf))
 
 
 # ----------------------------------------------------------------------------------------- LiRA
