@@ -119,7 +119,7 @@ def main() -> None:
             f"{r['library+bar']:.0f}",
             f"{r['library+bar'] / r['bare']:.3f}",
         )
-    Console().print(t)
+    Console(width=140).print(t)
 
 
 if __name__ == "__main__":
