@@ -290,6 +290,34 @@ class TrainedModel:
         )
 
 
+def training_ids(
+    dataset: ImageDataset, split: Split, exclude: ForgetRequest | None = None
+) -> torch.Tensor:
+    """``split.train`` minus the (validated) ``exclude`` request, after checking the split."""
+    split.check(dataset)
+    if exclude is None:
+        return split.train
+    exclude.validate(split)
+    return split.train[~torch.isin(split.train, exclude.tensor)]
+
+
+def model_kwargs_for(
+    dataset: ImageDataset, split: Split, model_kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Model kwargs with the dataset's shape and ``split.train``'s channel statistics filled in
+    (explicit ``model_kwargs`` win). The statistics never depend on a request, so the gold model
+    normalises exactly like the original."""
+    kw = dict(model_kwargs or {})
+    kw.setdefault("num_classes", dataset.num_classes)
+    kw.setdefault("in_channels", dataset.in_channels)
+    kw.setdefault("image_size", list(dataset.image_size))
+    if "mean" not in kw or "std" not in kw:
+        mean, std = dataset.channel_stats(split.train)
+        kw.setdefault("mean", mean)
+        kw.setdefault("std", std)
+    return kw
+
+
 def train_model(
     dataset: ImageDataset,
     split: Split,
@@ -310,20 +338,9 @@ def train_model(
     from obliviate.models import create_model
 
     cfg = cfg or TrainConfig()
-    split.check(dataset)
-    train_ids = split.train
-    if exclude is not None:
-        exclude.validate(split)
-        train_ids = train_ids[~torch.isin(train_ids, exclude.tensor)]
+    train_ids = training_ids(dataset, split, exclude)
     if isinstance(model, str):
-        kw = dict(model_kwargs or {})
-        kw.setdefault("num_classes", dataset.num_classes)
-        kw.setdefault("in_channels", dataset.in_channels)
-        kw.setdefault("image_size", list(dataset.image_size))
-        if "mean" not in kw or "std" not in kw:
-            mean, std = dataset.channel_stats(split.train)
-            kw.setdefault("mean", mean)
-            kw.setdefault("std", std)
+        kw = model_kwargs_for(dataset, split, model_kwargs)
         torch.manual_seed(cfg.seed)
         net = create_model(model, **kw)
     else:

@@ -198,12 +198,7 @@ class GradientUnlearner(Unlearner):
         if drive is None or len(drive) == 0:
             raise RequestError(f"method {self.name!r}: its driving set ({self.driver}) is empty")
         params = self.trainable(model)
-        if cfg.optimizer == "sgd":
-            opt_ = torch.optim.SGD(
-                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-            )
-        else:
-            opt_ = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt_ = make_optimizer(params, cfg)
         bs = cfg.batch_size
         spe = math.ceil(len(drive) / bs)
         total = spe * cfg.epochs if cfg.max_steps <= 0 else min(spe * cfg.epochs, cfg.max_steps)
@@ -243,6 +238,15 @@ class GradientUnlearner(Unlearner):
                     if not math.isfinite(loss_sum):
                         raise FloatingPointError(f"method {self.name!r} diverged at step {step}")
         return {"steps": step, "mean_loss": loss_sum / max(1, step)}
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: GradientConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, weight decay) or Adam from a :class:`GradientConfig`."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _cycle(part: TensorSet, bs: int, g: torch.Generator):

@@ -638,19 +638,10 @@ def train_sisa_model(
     :class:`ForgetRequest`) of ``dataset``, with the same model kwargs :func:`train_model` uses
     (normalisation statistics of ``split.train``). The ensemble's ``meta`` records the dataset
     fingerprint and the split hash, which :func:`load_sisa` checks against a given dataset."""
-    split.check(dataset)
-    train_ids = split.train
-    if exclude is not None:
-        exclude.validate(split)
-        train_ids = train_ids[~torch.isin(train_ids, exclude.tensor)]
-    kw = dict(model_kwargs or {})
-    kw.setdefault("num_classes", dataset.num_classes)
-    kw.setdefault("in_channels", dataset.in_channels)
-    kw.setdefault("image_size", list(dataset.image_size))
-    if "mean" not in kw or "std" not in kw:
-        mean, std = dataset.channel_stats(split.train)
-        kw.setdefault("mean", mean)
-        kw.setdefault("std", std)
+    from obliviate.train import model_kwargs_for, training_ids
+
+    train_ids = training_ids(dataset, split, exclude)
+    kw = model_kwargs_for(dataset, split, model_kwargs)
     x, y = dataset.tensors(train_ids)
     meta = {
         "dataset": {

@@ -37,7 +37,12 @@ from torch import nn
 
 from obliviate.config import opt
 from obliviate.errors import ConfigError, RequestError
-from obliviate.unlearn.base import GradientConfig, GradientUnlearner, register_unlearner
+from obliviate.unlearn.base import (
+    GradientConfig,
+    GradientUnlearner,
+    make_optimizer,
+    register_unlearner,
+)
 from obliviate.unlearn.task import TensorSet
 from obliviate.utils import resolve_device
 
@@ -116,12 +121,7 @@ class Scrub(GradientUnlearner):
         for p in self._teacher.parameters():
             p.requires_grad_(False)
         params = self.trainable(model)
-        if cfg.optimizer == "sgd":
-            opt_ = torch.optim.SGD(
-                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-            )
-        else:
-            opt_ = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt_ = make_optimizer(params, cfg)
         n_max = min(cfg.msteps, cfg.epochs)
         total = cfg.epochs * math.ceil(len(retain) / cfg.batch_size) + n_max * math.ceil(
             len(forget) / cfg.forget_batch_size
