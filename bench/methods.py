@@ -168,6 +168,7 @@ def run_setting(
     quick: bool,
     cache: Path,
     do_tune: bool,
+    trials: int = TRIALS,
 ) -> dict[str, Any]:
     rows: dict[str, list[dict[str, float]]] = {}
     params: dict[str, dict[str, Any]] = {}
@@ -200,7 +201,7 @@ def run_setting(
                     seed=seed,
                     base=fixed,
                     strategy="random",
-                    n_trials=TRIALS,
+                    n_trials=trials,
                 )
                 params[name] = res.best_params
                 console.print(
@@ -275,6 +276,7 @@ def main() -> None:
     p.add_argument("--methods", default="all", help="Comma-separated names, or 'all'.")
     p.add_argument("--seeds", default=None, help="Report seeds (default 1,2,3; quick: 1).")
     p.add_argument("--no-tune", action="store_true", help="Use each method's defaults.")
+    p.add_argument("--trials", type=int, default=TRIALS, help="Random-search trials per method.")
     p.add_argument("--cache", type=Path, default=Path(".obliviate/bench/methods"))
     p.add_argument("--out", type=Path, default=None, help="Write all numbers as JSON here.")
     a = p.parse_args()
@@ -290,7 +292,9 @@ def main() -> None:
     for name in a.settings.split(","):
         st = SETTINGS[name]
         console.print(f"[bold]setting {name}[/]")
-        results[name] = run_setting(st, methods, seeds, 0, a.quick, a.cache, not a.no_tune)
+        results[name] = run_setting(
+            st, methods, seeds, 0, a.quick, a.cache, not a.no_tune, trials=a.trials
+        )
         print_table(name, results[name], seeds)
     console.print(f"total {time.perf_counter() - t0:.0f} s")
     if a.out:
