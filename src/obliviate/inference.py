@@ -30,16 +30,3 @@ def batched_logits(
         return torch.empty(0, 0)
     return torch.cat(outs)
 
-
-def accuracy(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int = 1000,
-    device: str | torch.device = "cpu",
-) -> float:
-    """Top-1 accuracy in percent of ``model`` on (x, y); raises on an empty set."""
-    if len(x) == 0:
-        raise ValueError("accuracy of an empty set is undefined")
-    pred = batched_logits(model, x, batch_size, device).argmax(1)
-    return 100.0 * float((pred == y.cpu()).float().mean())
