@@ -29,4 +29,3 @@ def batched_logits(
     if not outs:
         return torch.empty(0, 0)
     return torch.cat(outs)
-
