@@ -188,21 +188,26 @@ class PopulationMIAResult:
         }
 
 
+def _member_scores(
+    member_scores: np.ndarray | Tensor, nonmember_scores: np.ndarray | Tensor, what: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated float64 (members, non-members, labels 1/0) for a score-threshold attack."""
+    sm = np.asarray(member_scores, dtype=np.float64).ravel()
+    sn = np.asarray(nonmember_scores, dtype=np.float64).ravel()
+    if len(sm) == 0 or len(sn) == 0:
+        raise MetricError(f"{what} needs members and non-members (got {len(sm)} and {len(sn)})")
+    if not (np.isfinite(sm).all() and np.isfinite(sn).all()):
+        raise MetricError("MIA scores contain NaN or inf")
+    return sm, sn, np.concatenate([np.ones(len(sm)), np.zeros(len(sn))])
+
+
 def population_mia_from_scores(
     member_scores: np.ndarray | Tensor, nonmember_scores: np.ndarray | Tensor
 ) -> PopulationMIAResult:
     """AUC (``sklearn.metrics.roc_auc_score``) and TPR at 1 % FPR; higher score = "member"."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    sm = np.asarray(member_scores, dtype=np.float64).ravel()
-    sn = np.asarray(nonmember_scores, dtype=np.float64).ravel()
-    if len(sm) == 0 or len(sn) == 0:
-        raise MetricError(
-            f"a population MIA needs members and non-members (got {len(sm)} and {len(sn)})"
-        )
-    if not (np.isfinite(sm).all() and np.isfinite(sn).all()):
-        raise MetricError("MIA scores contain NaN or inf")
-    labels = np.concatenate([np.ones(len(sm)), np.zeros(len(sn))])
+    sm, sn, labels = _member_scores(member_scores, nonmember_scores, "a population MIA")
     scores = np.concatenate([sm, sn])
     auc = float(roc_auc_score(labels, scores))
     fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
@@ -253,15 +258,7 @@ def youden_threshold(
     """
     from sklearn.metrics import roc_curve
 
-    sm = np.asarray(member_scores, dtype=np.float64).ravel()
-    sn = np.asarray(nonmember_scores, dtype=np.float64).ravel()
-    if len(sm) == 0 or len(sn) == 0:
-        raise MetricError(
-            f"a threshold attack needs members and non-members (got {len(sm)} and {len(sn)})"
-        )
-    if not (np.isfinite(sm).all() and np.isfinite(sn).all()):
-        raise MetricError("MIA scores contain NaN or inf")
-    labels = np.concatenate([np.ones(len(sm)), np.zeros(len(sn))])
+    sm, sn, labels = _member_scores(member_scores, nonmember_scores, "a threshold attack")
     fpr, tpr, thr = roc_curve(labels, np.concatenate([sm, sn]), drop_intermediate=False)
     j = tpr - fpr
     best = int(np.argmax(j))  # first maximum = highest threshold (thresholds decrease)
