@@ -202,3 +202,56 @@ def test_methods_unlearn_and_tune(tmp_path):
         "tune", "--method", "finetune", "--model", str(ck), "--gold", str(ck), "--request", str(req)
     )
     assert r.exit_code == 2 and "not retrained without this request" in r.output
+
+
+def test_sisa_train_and_unlearn_from_the_cli(tmp_path):
+    ck = tmp_path / "sisa"
+    args = ["--dataset", "synthetic", "--test", "0.2", "--epochs", "2", "--quiet"]
+    r = run("train", "--out", str(ck), *args, "--sisa-shards", "2", "--sisa-slices", "2")
+    assert r.exit_code == 0, r.output
+    assert (ck / "sisa.json").exists() and (ck / "split.json").exists()
+    split = json.loads((ck / "split.json").read_text())
+    sisa = json.loads((ck / "sisa.json").read_text())
+    first_slice_of_shard0 = sisa["slice_ids"][0][-1][:5]  # last slice: cheapest to redo
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps({"ids": first_slice_of_shard0}))
+    out = tmp_path / "unl"
+    r = run(
+        "unlearn", "--method", "sisa", "--model", str(ck), "--request", str(req), "--out", str(out)
+    )
+    assert r.exit_code == 0, r.output
+    assert "SISA retraining cost saved" in " ".join(r.output.split())
+    after = json.loads((out / "sisa.json").read_text())
+    assert not set(first_slice_of_shard0) & {
+        i for sh in after["slice_ids"] for sl in sh for i in sl
+    }
+    assert set(split["train"]) - set(first_slice_of_shard0) == {
+        i for sh in after["slice_ids"] for sl in sh for i in sl
+    }
+    # a single-model checkpoint is refused by sisa, and an ensemble by other methods
+    plain = tmp_path / "plain"
+    assert run("train", "--out", str(plain), *args).exit_code == 0
+    r = run(
+        "unlearn",
+        "--method",
+        "sisa",
+        "--model",
+        str(plain),
+        "--request",
+        str(req),
+        "--out",
+        str(tmp_path / "x"),
+    )
+    assert r.exit_code == 2 and "--sisa-shards" in r.output
+    r = run(
+        "unlearn",
+        "--method",
+        "finetune",
+        "--model",
+        str(ck),
+        "--request",
+        str(req),
+        "--out",
+        str(tmp_path / "y"),
+    )
+    assert r.exit_code == 2 and "SISA ensemble" in r.output

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from obliviate.errors import ObliviateError
+from obliviate.errors import ConfigError, ObliviateError
 
 app = typer.Typer(
     name="obliviate",
@@ -128,9 +128,17 @@ def train(
         list[str] | None,
         typer.Option("--set", help="Any TrainConfig field as key=value (repeatable)."),
     ] = None,
+    sisa_shards: Annotated[
+        int,
+        typer.Option(help="Train a SISA ensemble of this many shards instead (0: one model)."),
+    ] = 0,
+    sisa_slices: Annotated[int, typer.Option(help="SISA slices per shard.")] = 5,
+    sisa_aggregation: Annotated[
+        str, typer.Option(help="SISA aggregation: vote or mean (softmax).")
+    ] = "vote",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Train a model on a seeded split and save it as a checkpoint."""
+    """Train a model (or, with --sisa-shards, a SISA ensemble) on a seeded split and save it."""
     from obliviate.config import build_config, parse_set_options
     from obliviate.data import load_dataset, make_split
     from obliviate.train import TrainConfig, train_model
@@ -155,12 +163,97 @@ def train(
         overrides.update(parse_set_options(set_))
         cfg = build_config(TrainConfig, overrides)
         console.print(f"{ds!r}; split {split.sizes()} (hash {split.hash[:12]})")
+        if sisa_shards > 0:
+            _train_sisa(
+                ds,
+                split,
+                model,
+                cfg,
+                out,
+                sisa_shards,
+                sisa_slices,
+                sisa_aggregation,
+                device,
+                quiet,
+            )
+            return
         tm = train_model(ds, split, model, cfg, device=device, show_progress=not quiet)
         tm.save(str(out))
     except ObliviateError as e:
         _fail(e)
     print_metrics(f"{model} on {dataset} ({tm.history.seconds:.1f} s)", tm.metrics)
     console.print(f"checkpoint written to [bold]{out}[/]")
+
+
+SISA_SPLIT = "split.json"
+
+
+def _train_sisa(ds, split, model, cfg, out, shards, slices, aggregation, device, quiet) -> None:
+    """Train and save a SISA artifact (the ensemble folder plus the split it was trained on)."""
+    from obliviate.train import evaluate
+    from obliviate.unlearn.sisa import save_sisa, train_sisa_model
+
+    ens = train_sisa_model(
+        ds,
+        split,
+        model,
+        cfg,
+        shards=shards,
+        slices=slices,
+        aggregation=aggregation,
+        device=device,
+        keep_data=False,
+        show_progress=not quiet,
+    )
+    save_sisa(ens, out)
+    split.save(out / SISA_SPLIT)
+    m = evaluate(ens, ds, split, parts=("train", "test"), device=device)
+    print_metrics(f"SISA {shards} shards × {slices} slices of {model}", m)
+    console.print(f"SISA artifact written to [bold]{out}[/]")
+
+
+def _load_sisa_artifact(path: Path, device: str):
+    """(ensemble, dataset, split) of a SISA folder written by ``obliviate train --sisa-shards``."""
+    import json
+
+    from obliviate.checkpoint import dataset_for
+    from obliviate.data import Split
+    from obliviate.errors import CheckpointError
+    from obliviate.unlearn.sisa import load_sisa
+
+    meta = json.loads((path / "sisa.json").read_text()).get("meta", {})
+    if "dataset" not in meta:
+        raise CheckpointError(f"SISA artifact {path} records no dataset; use the library API")
+    ds = dataset_for(meta)
+    split = Split.load(path / SISA_SPLIT)
+    if split.hash != meta.get("split_hash"):
+        raise CheckpointError(
+            f"SISA artifact {path}: {SISA_SPLIT} (hash {split.hash[:12]}) is not the split the "
+            f"ensemble was trained on ({str(meta.get('split_hash'))[:12]})"
+        )
+    return load_sisa(path, dataset=ds, device=device), ds, split
+
+
+def _unlearn_sisa(u, model: Path, request: Path, out: Path, seed: int, device: str) -> None:
+    from obliviate.data import ForgetRequest
+    from obliviate.train import evaluate
+    from obliviate.unlearn import make_task
+    from obliviate.unlearn.sisa import save_sisa
+
+    ens, ds, split = _load_sisa_artifact(model, device)
+    req = ForgetRequest.load(request).validate(split)
+    task = make_task(ds, split, req, seed=seed, device=device)
+    res = u.unlearn(ens, task)
+    save_sisa(res.model, out)
+    split.save(out / SISA_SPLIT)
+    m = evaluate(res.model, ds, split, parts=("test",), request=req, device=device)
+    print_metrics(f"sisa: unlearned {len(req)} samples in {res.stats['seconds']:.2f} s", m)
+    saved = res.stats["cost_saved_vs_full_sisa"]
+    console.print(
+        f"shards retrained: {res.stats['shards_retrained']}/{ens.num_shards}; "
+        f"{100 * saved:.0f} % of SISA retraining cost saved"
+    )
+    console.print(f"unlearned SISA artifact written to [bold]{out}[/]")
 
 
 @app.command()
@@ -413,6 +506,18 @@ def unlearn(
 
     try:
         u = create_unlearner(method, **parse_set_options(set_))
+        if (model / "sisa.json").exists() or "needs_ensemble" in u.tags:
+            if "needs_ensemble" not in u.tags:
+                raise ConfigError(
+                    f"{model} is a SISA ensemble; only ensemble methods (sisa) unlearn it"
+                )
+            if not (model / "sisa.json").exists():
+                raise ConfigError(
+                    f"method {method!r} needs a SISA artifact (train one with `obliviate train "
+                    f"--sisa-shards S`); {model} is not one"
+                )
+            _unlearn_sisa(u, model, request, out, seed, device)
+            return
         ck, ds, req, task = _unlearning_inputs(model, request, seed, device)
         res = u.unlearn(ck.model, task)
         m = evaluate(res.model, ds, ck.split, parts=("test",), request=req, device=device)
