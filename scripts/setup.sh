@@ -31,4 +31,13 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
     echo "      or set OBLIVIATE_FASHION_MNIST_DIR to a folder with the four IDX .gz files." >&2
   fi
 fi
+# 5. Headless Chromium renders the HTML report to a PNG (report check; optional for users).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+      || echo "warning: could not install chromium; report screenshots will be unavailable" >&2
+  else
+    echo "note: report screenshots need Chromium (run as root: apt-get install chromium)" >&2
+  fi
+fi
 echo "$want" > "$STAMP"
