@@ -34,6 +34,7 @@ fi
 # 5. Headless Chromium renders the HTML report to a PNG (report check; optional for users).
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null || echo "warning: apt-get update failed" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
       || echo "warning: could not install chromium; report screenshots will be unavailable" >&2
   else
