@@ -17,7 +17,22 @@ def run(*args: str):
 
 
 @pytest.mark.parametrize(
-    "verb", [[], ["data", "list"], ["train"], ["retrain"], ["eval"], ["models"]]
+    "verb",
+    [
+        [],
+        ["data", "list"],
+        ["train"],
+        ["retrain"],
+        ["eval"],
+        ["models"],
+        ["run"],
+        ["bench"],
+        ["report"],
+        ["heal"],
+        ["attack", "requests"],
+        ["attack", "indirect"],
+        ["attack", "probe"],
+    ],
 )
 def test_help_on_every_verb(verb):
     r = run(*verb, "--help")

@@ -612,6 +612,19 @@ def tune(
         atomic_write_json(json_out, dataclasses.asdict(res))
 
 
+def _register_verb_groups() -> None:
+    """Verbs that live in their own modules: attacks, healing, scenarios and suites."""
+    from obliviate.cli_attacks import register as attacks
+    from obliviate.cli_heal import register as heal
+    from obliviate.cli_scenarios import register as scenarios
+
+    for register in (attacks, heal, scenarios):
+        register(app)
+
+
+_register_verb_groups()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     try:
         app()
