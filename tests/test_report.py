@@ -5,7 +5,6 @@ headless-Chromium screenshot that is not blank."""
 from __future__ import annotations
 
 import html
-import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -286,12 +285,9 @@ def test_report_from_store_reads_rows_and_ledger(tmp_path):
 
 
 def _screenshot_module():
-    spec = importlib.util.spec_from_file_location(
-        "screenshot_report", ROOT / "scripts" / "screenshot_report.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from obliviate.scenarios import screenshot
+
+    return screenshot
 
 
 def test_screenshot_raises_clearly_without_chromium(tmp_path, report):

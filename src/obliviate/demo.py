@@ -1,80 +1,71 @@
-"""The main job (``make demo``): train small_cnn on real MNIST, retrain the gold model without a
-random 1 % request, and print both models' accuracy side by side.
+"""The main job (``make demo``): the whole story on real MNIST with small_cnn, in one command.
 
-Until the end-to-end scenario runner exists this is the whole story the foundation can tell: the
-original model, the gold retrain that every unlearning method will be measured against, and the
-gap between them on the forget set.
+Runs the built-in ``demo`` scenario (``obliviate/scenarios/suites/demo/mnist.yaml``): train the
+original, let an adversary choose the deletion requests (the lowest-logit images of one class,
+then an indirect request aimed at a victim class), retrain the gold model, unlearn with several
+methods (including the RURK and ROKA defenses), audit every model against gold (accuracy, UA,
+MIA, Avg. Gap, residual knowledge r_τ, contamination, cost), heal the unlearned models with
+twins, spares or the remaining data, store one row per result in a SQLite results store, and
+write the Markdown + HTML report (plus a headless-Chromium screenshot of it when Chromium is
+installed). Artifacts are cached, so a second run only re-renders the report.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
-import torch
 from rich.console import Console
-from rich.table import Table
 
-from obliviate.data import ForgetRequest, load_dataset, make_split
-from obliviate.train import TrainConfig, retrain, train_model
+from obliviate.errors import ObliviateError
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument(
-        "--out", type=Path, default=None, help="Folder for the checkpoints (default: temp)."
-    )
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument(
-        "--train-size", type=int, default=20000, help="Training samples (0: all 60k minus reserve)."
-    )
-    p.add_argument("--forget-fraction", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="Output folder.")
+    p.add_argument("--quick", action="store_true", help="The CI size (smaller data, fewer τ).")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto.")
+    p.add_argument("--no-screenshot", action="store_true", help="Skip the Chromium screenshot.")
+    p.add_argument("--quiet", action="store_true", help="No progress bars or step log.")
     a = p.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     console = Console()
-    out = a.out or Path(tempfile.mkdtemp(prefix="obliviate-demo-"))
-    t0 = time.perf_counter()
-    ds = load_dataset("mnist")
-    split = make_split(ds, seed=a.seed, reserve=2000, val=1000, train=a.train_size or None)
-    console.print(f"[bold]data[/] {ds!r}; split {split.sizes()} (hash {split.hash[:12]})")
-    cfg = TrainConfig(epochs=a.epochs, lr=0.05, batch_size=128, seed=a.seed)
-    original = train_model(ds, split, "small_cnn", cfg)
-    original.save(str(out / "original"))
-    g = torch.Generator().manual_seed(a.seed)
-    k = max(1, int(a.forget_fraction * len(split.train)))
-    req = ForgetRequest(
-        split.train[torch.randperm(len(split.train), generator=g)[:k]], name="random-1%"
-    )
-    req.save(out / "request.json")
-    gold = retrain(str(out / "original"), req)
-    gold.save(str(out / "gold"), kind="gold", parent=str(out / "original"))
-    from obliviate.train import evaluate
+    from obliviate.scenarios import ResultsStore, load_suite, run_scenario
+    from obliviate.scenarios.report import report_from_store
 
-    m_orig = evaluate(original.model, ds, split, parts=("test", "val"), request=req)
-    m_gold = gold.metrics
-    t = Table(title=f"small_cnn on real MNIST: original vs gold retrain without {k} random samples")
-    t.add_column("metric")
-    t.add_column("original", justify="right")
-    t.add_column("gold", justify="right")
-    t.add_column("Δ", justify="right")
-    for key in ("acc/retain", "acc/forget", "acc/test", "acc/val"):
-        t.add_row(
-            key, f"{m_orig[key]:.2f}", f"{m_gold[key]:.2f}", f"{m_orig[key] - m_gold[key]:+.2f}"
+    t0 = time.perf_counter()
+    try:
+        (scenario,) = load_suite("demo", "quick" if a.quick else "full")
+        store = ResultsStore(a.out / "results.db")
+        res = run_scenario(
+            scenario,
+            results=store,
+            cache=a.out / "cache",
+            device=a.device,
+            show_progress=not a.quiet,
+            console=None if a.quiet else console,
         )
-    t.add_row("train seconds", f"{original.history.seconds:.1f}", f"{gold.history.seconds:.1f}", "")
-    console.print(t)
-    pc = Table(title="test accuracy per class (%)")
-    pc.add_column("model")
-    for c in ds.class_names:
-        pc.add_column(c, justify="right")
-    for name, m in (("original", m_orig), ("gold", m_gold)):
-        pc.add_row(name, *[f"{m['per_class/test'][c]:.1f}" for c in ds.class_names])
-    console.print(pc)
-    console.print(f"checkpoints in [bold]{out}[/] — total {time.perf_counter() - t0:.0f} s")
+        console.print(store.summary(res.scenario))
+        paths = report_from_store(store.path, a.out / "report", scenario=res.scenario)
+    except ObliviateError as e:
+        console.print(f"[red]error:[/] {e}")
+        return 2
+    shot = None
+    if not a.no_screenshot and (shutil.which("chromium") or shutil.which("chromium-browser")):
+        from obliviate.scenarios.screenshot import screenshot
+
+        shot = screenshot(paths.html, a.out / "report" / "screenshot.png")
+    console.print(
+        f"[bold]{res.scenario}[/]: {res.rows_written} rows written, {res.rows_skipped} reused "
+        f"→ {store.path}"
+    )
+    console.print(f"report: [bold]{paths.html}[/] (Markdown: {paths.markdown})")
+    if shot is not None:
+        console.print(f"screenshot: {shot}")
+    console.print(f"total {time.perf_counter() - t0:.0f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Render an HTML report to a PNG with headless Chromium (issue #7: check the page renders).
 
-    python scripts/screenshot_report.py report/report.html report/screenshot.png
+    python -m obliviate.scenarios.screenshot report/report.html report/screenshot.png
 
 Uses Debian's ``chromium`` (``apt-get install chromium``); a missing browser raises
 :class:`ChromiumNotFoundError` saying so. The page is loaded from a ``file://`` URL with a fresh
