@@ -144,11 +144,12 @@ def test_roka_forgets_keeps_the_neighbour_and_never_uses_request_ids(case):
     # grad_ascent at comparable forgetting (lr 0.01, 10 epochs: forget acc 0 %) does no better
     before = _class_acc(model, xte, yte, 3)
     after = _class_acc(res.model, xte, yte, 3)
-    assert after >= before - 2.0, (before, after)
+    one_sample = 100.0 / int((yte == 3).sum())  # ~2 pp: digits has ~50 test images of a class
+    assert after >= before - one_sample - 1e-9, (before, after)
     ga = create_unlearner("grad_ascent", lr=0.01, epochs=10).unlearn(model, task).model
     ga_f = 100.0 * float((batched_logits(ga, f.x).argmax(1) == f.y).double().mean())
     assert ga_f <= 2.0
-    assert after >= _class_acc(ga, xte, yte, 3) - 1.0
+    assert after >= _class_acc(ga, xte, yte, 3) - one_sample - 1e-9
 
 
 def test_roka_non_targeted_and_deterministic(case):

@@ -1,8 +1,9 @@
 """The main job (``make demo``): the whole story on real MNIST with small_cnn, in one command.
 
-Runs the built-in ``demo`` scenario (``obliviate/scenarios/suites/demo/mnist.yaml``): train the
-original, let an adversary choose the deletion requests (the lowest-logit images of one class,
-then an indirect request aimed at a victim class), retrain the gold model, unlearn with several
+Runs the built-in ``demo`` suite (``obliviate/scenarios/suites/demo/``, two scenarios sharing one
+original model): train the original, let an adversary choose the deletion requests (the 1 % of
+training images with the lowest true-class logit; an indirect request for the class next to a
+victim class), retrain the gold model, unlearn with several
 methods (including the RURK and ROKA defenses), audit every model against gold (accuracy, UA,
 MIA, Avg. Gap, residual knowledge r_τ, contamination, cost), heal the unlearned models with
 twins, spares or the remaining data, store one row per result in a SQLite results store, and
@@ -36,18 +37,22 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     try:
-        (scenario,) = load_suite("demo", "quick" if a.quick else "full")
         store = ResultsStore(a.out / "results.db")
-        res = run_scenario(
-            scenario,
-            results=store,
-            cache=a.out / "cache",
-            device=a.device,
-            show_progress=not a.quiet,
-            console=None if a.quiet else console,
-        )
-        console.print(store.summary(res.scenario))
-        paths = report_from_store(store.path, a.out / "report", scenario=res.scenario)
+        results = []
+        for scenario in load_suite("demo", "quick" if a.quick else "full"):
+            console.rule(scenario.name)
+            res = run_scenario(
+                scenario,
+                results=store,
+                cache=a.out / "cache",
+                device=a.device,
+                show_progress=not a.quiet,
+                console=None if a.quiet else console,
+            )
+            results.append(res)
+        for res in results:
+            console.print(store.summary(res.scenario))
+        paths = report_from_store(store.path, a.out / "report", title="obliviate demo")
     except ObliviateError as e:
         console.print(f"[red]error:[/] {e}")
         return 2
@@ -56,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         from obliviate.scenarios.screenshot import screenshot
 
         shot = screenshot(paths.html, a.out / "report" / "screenshot.png")
-    console.print(
-        f"[bold]{res.scenario}[/]: {res.rows_written} rows written, {res.rows_skipped} reused "
-        f"→ {store.path}"
-    )
+    for res in results:
+        console.print(
+            f"[bold]{res.scenario}[/]: {res.rows_written} rows written, {res.rows_skipped} "
+            f"reused → {store.path}"
+        )
     console.print(f"report: [bold]{paths.html}[/] (Markdown: {paths.markdown})")
     if shot is not None:
         console.print(f"screenshot: {shot}")

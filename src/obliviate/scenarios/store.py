@@ -282,19 +282,40 @@ def summarize(
     return out
 
 
+#: Short column headers of the summary table (full names in the report).
+SHORT_NAMES = {
+    "acc/retain": "retain",
+    "acc/forget": "forget",
+    "acc/test": "test",
+    "mia_efficacy": "MIA",
+    "avg_gap": "gap",
+    "contamination/damage_nearest": "dmg near",
+}
+
+
 def summary_table(
     summary: Sequence[Mapping[str, Any]],
     metrics: Sequence[str] | None = None,
     title: str = "results: mean ± std over seeds; time = median",
 ) -> Table:
-    """A rich table of :func:`summarize`'s output (one line per step/method/variant)."""
-    keys = list(metrics) if metrics is not None else list(QUALITY_KEYS)
-    t = Table(title=title)
-    for col in ("req", "step", "method", "variant", "n"):
-        t.add_column(col)
+    """A compact rich table of :func:`summarize`'s output (one line per step/method/variant).
+
+    The model column reads ``method`` or ``method + variant`` (healing); the request column is
+    shown only for sequences; ``± std`` only when more than one seed contributed; forget accuracy
+    is left to UA (= 100 − it) unless ``metrics`` names it.
+    """
+    keys = list(metrics) if metrics is not None else [k for k in QUALITY_KEYS if k != "acc/forget"]
+    keys = [k for k in keys if any("skipped" not in s["metrics"].get(k, {"skipped": 1})
+                                   for s in summary)]  # fmt: skip
+    sequence = len({s["step_index"] for s in summary}) > 1
+    n_seeds = sorted({len(s["seeds"]) for s in summary})
+    t = Table(title=f"{title} ({'/'.join(map(str, n_seeds))} seed(s))")
+    if sequence:
+        t.add_column("req", justify="right")
+    t.add_column("model")
     for k in keys:
-        t.add_column(k, justify="right")
-    t.add_column("time (s)", justify="right")
+        t.add_column(SHORT_NAMES.get(k, k), justify="right")
+    t.add_column("time s", justify="right")
     t.add_column("speed-up", justify="right")
     for s in summary:
         cells = []
@@ -302,15 +323,15 @@ def summary_table(
             m = s["metrics"].get(k, {"skipped": "absent"})
             if "skipped" in m:
                 cells.append("[dim]—[/]")
-            else:
+            elif m["n"] > 1:
                 cells.append(f"{m['mean']:.2f} ± {m['std']:.2f}")
+            else:
+                cells.append(f"{m['mean']:.2f}")
         sec, sp = s["seconds_median"], s["speedup_median"]
+        name = s["method"] if not s["variant"] else f"{s['method']} + heal {s['variant']}"
         t.add_row(
-            str(s["step_index"]),
-            s["step"],
-            s["method"],
-            s["variant"],
-            str(len(s["seeds"])),
+            *([str(s["step_index"])] if sequence else []),
+            name,
             *cells,
             "—" if sec is None else f"{sec:.2f}",
             "—" if sp is None or not math.isfinite(sp) else f"{sp:.1f}×",
