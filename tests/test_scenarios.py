@@ -323,3 +323,16 @@ def test_cli_run_writes_rows_and_prints_summary(tmp_path):
     bad = write(tmp_path, "bad.yaml", "name: x\ndataset: {name: digits}\nrequests: {idz: [1]}\n")
     out = CliRunner().invoke(app, ["run", str(bad), "--results", str(db)])
     assert out.exit_code == 2 and "bad.yaml:3" in out.output
+
+
+def test_the_readme_scenario_example_validates():
+    import re
+    from pathlib import Path
+
+    from obliviate.scenarios import scenario_from_yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", readme, re.S)
+    assert block, "README lost its scenario example"
+    scn = scenario_from_yaml(block.group(1), origin="README.md")
+    assert len(scn.requests) == 2 and [m.name for m in scn.methods] == ["fisher", "rurk"]
