@@ -83,3 +83,24 @@ def hash_parts(*parts: bytes | str) -> str:
         h.update(len(b).to_bytes(8, "little"))
         h.update(b)
     return h.hexdigest()
+
+
+def read_json(
+    path: str | os.PathLike[str],
+    what: str,
+    error: type[Exception],
+    *,
+    missing: str = "does not exist",
+    corrupt: str = "is not valid JSON",
+) -> Any:
+    """Parse the JSON file ``path``; raise ``error`` naming ``what`` when it is missing
+    (``"{what} {missing}"``), unparsable (``"{what} {corrupt} (reason)"``) or unreadable."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{what} {missing}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{what} {corrupt} ({e})") from None
+    except OSError as e:
+        raise error(f"{what} cannot be read ({e})") from None

@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 import obliviate
-from obliviate._io import atomic_dir, sha256_file
+from obliviate._io import atomic_dir, read_json, sha256_file
 from obliviate.data.dataset import ImageDataset
 from obliviate.data.request import ForgetRequest
 from obliviate.data.split import Split
@@ -119,12 +119,13 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"checkpoint {path} does not exist (expected a folder with {META} and {WEIGHTS})"
         )
     mp = path / META
-    try:
-        meta = json.loads(mp.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path}: {META} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"checkpoint {path}: {META} is corrupt ({e})") from None
+    meta = read_json(
+        mp,
+        f"checkpoint {path}: {META}",
+        CheckpointError,
+        missing="is missing",
+        corrupt="is corrupt",
+    )
     fmt = meta.get("format") if isinstance(meta, dict) else None
     if fmt != FORMAT:
         raise CheckpointError(f"checkpoint {path}: {META} has format {fmt!r}, expected {FORMAT!r}")

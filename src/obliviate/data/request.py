@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from obliviate._io import atomic_write_json, hash_parts
+from obliviate._io import atomic_write_json, hash_parts, read_json
 from obliviate.data.dataset import _fmt_ids
 from obliviate.data.split import Split
 from obliviate.errors import RequestError
@@ -98,14 +97,7 @@ class ForgetRequest:
     def load(cls, path: str | os.PathLike[str]) -> ForgetRequest:
         """Read ``{"ids": [...]}`` (or a bare JSON list of ids) from ``path``."""
         path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise RequestError(f"request file {path} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RequestError(f"request file {path} is not valid JSON: {e}") from None
-        except OSError as e:
-            raise RequestError(f"request file {path} cannot be read: {e}") from None
+        d = read_json(path, f"request file {path}", RequestError)
         if isinstance(d, list):
             d = {"ids": d}
         if not isinstance(d, dict) or "ids" not in d or not isinstance(d["ids"], list):

@@ -6,7 +6,6 @@ healing can later fine-tune with the twin of an unlearned element.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from obliviate._io import atomic_write_json, hash_parts
+from obliviate._io import atomic_write_json, hash_parts, read_json
 from obliviate.data.dataset import ImageDataset
 from obliviate.errors import SplitError
 
@@ -110,14 +109,7 @@ class Split:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Split:
         path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise SplitError(f"split file {path} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise SplitError(f"split file {path} is not valid JSON: {e}") from None
-        except OSError as e:
-            raise SplitError(f"split file {path} cannot be read: {e}") from None
+        d = read_json(path, f"split file {path}", SplitError)
         return cls.from_dict(d, origin=str(path))
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from obliviate._io import atomic_write_json
+from obliviate._io import atomic_write_json, read_json
 from obliviate.config import opt
 from obliviate.data.dataset import ImageDataset, _fmt_ids
 from obliviate.data.request import ForgetRequest
@@ -352,12 +351,7 @@ class SparePool:
     ) -> SparePool:
         """Read a pool file (it keeps ``path`` and saves back to it); verify split/dataset."""
         path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise CheckpointError(f"spare pool file {path} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"spare pool file {path} is not valid JSON: {e}") from None
+        d = read_json(path, f"spare pool file {path}", CheckpointError)
         if not isinstance(d, dict) or d.get("format") != POOL_FORMAT:
             raise CheckpointError(f"spare pool file {path}: not a {POOL_FORMAT} file")
         try:

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from obliviate._io import atomic_dir, hash_parts, sha256_file
+from obliviate._io import atomic_dir, hash_parts, read_json, sha256_file
 from obliviate.data.dataset import ImageDataset, _fmt_ids
 from obliviate.data.split import Split
 from obliviate.errors import CheckpointError, ConfigError, ObliviateError, RequestError
@@ -635,12 +635,13 @@ class TwinIndex:
             raise CheckpointError(
                 f"twin index {path} does not exist (expected a folder with {INDEX_META})"
             )
-        try:
-            meta = json.loads(mp.read_text())
-        except FileNotFoundError:
-            raise CheckpointError(f"twin index {path}: {INDEX_META} is missing") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"twin index {path}: {INDEX_META} is corrupt ({e})") from None
+        meta = read_json(
+            mp,
+            f"twin index {path}: {INDEX_META}",
+            CheckpointError,
+            missing="is missing",
+            corrupt="is corrupt",
+        )
         if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
             raise CheckpointError(f"twin index {path}: not a {INDEX_FORMAT} index")
         if not tp.exists() or sha256_file(tp) != meta.get("tensors_sha256"):

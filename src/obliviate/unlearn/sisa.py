@@ -67,7 +67,7 @@ from safetensors import SafetensorError
 from torch import Tensor, nn
 
 import obliviate
-from obliviate._io import atomic_dir, hash_parts, sha256_file
+from obliviate._io import atomic_dir, hash_parts, read_json, sha256_file
 from obliviate.errors import CheckpointError, ConfigError, ObliviateError, RequestError
 from obliviate.train import TrainConfig, fit
 from obliviate.utils import resolve_device
@@ -749,12 +749,13 @@ def load_sisa(
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"SISA artifact {path} does not exist (expected a folder)")
-    try:
-        meta = json.loads((path / META).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"SISA artifact {path}: {META} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"SISA artifact {path}: {META} is corrupt ({e})") from None
+    meta = read_json(
+        path / META,
+        f"SISA artifact {path}: {META}",
+        CheckpointError,
+        missing="is missing",
+        corrupt="is corrupt",
+    )
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise CheckpointError(f"SISA artifact {path}: format {fmt!r}, expected {FORMAT!r}")
