@@ -15,7 +15,8 @@ vs a random request of the same size, under grad_ascent, neggrad_plus, salun and
 Each seed re-draws the split and the original's training seed; originals are cached under
 ``--cache`` (a killed run resumes). Method hyper-parameters are the library defaults with the
 fine-tuning family capped at ``STEP_CAP`` optimiser steps (as bench/methods.py does in its large
-settings); ``adaptive`` targets the method it is evaluated against, through its fast proxy.
+settings) and ``fisher``/``influence`` in the healing paper's recipes (``HEALING_RECIPES``);
+``adaptive`` targets the method it is evaluated against, through its fast proxy.
 
     python bench/attacks.py                 # full size (≈ 60 min on 2 cores)
     python bench/attacks.py --quick         # CI size (< 3 min)
@@ -55,9 +56,19 @@ SIZES = {"full": {"train": 10_000, "val": 1000}, "quick": {"train": 3000, "val":
 RECIPE = TrainConfig(epochs=3, lr=0.05, batch_size=128)
 
 
+#: ``fisher`` and ``influence`` run the healing paper's recipes — the setting in which that paper
+#: shows adversarial requests degrading the model (research/papers.md §3.3; bench/defenses.py).
+HEALING_RECIPES: dict[str, dict[str, Any]] = {
+    "fisher": {"recipe": "paper", "lambda_sigma2": 1.5e-10, "fisher_eps": 1e-6},
+    "influence": {"recipe": "healing", "solver": "lissa"},
+}
+
+
 def method_options(name: str) -> dict[str, Any]:
-    """Library defaults; the fine-tuning family gets one pass (two over the forget set) and at
-    most ``STEP_CAP`` steps."""
+    """Library defaults (the healing paper's recipes for ``fisher``/``influence``); the
+    fine-tuning family gets one pass (two over the forget set) and at most ``STEP_CAP`` steps."""
+    if name in HEALING_RECIPES:
+        return dict(HEALING_RECIPES[name])
     cls = UNLEARNERS.get(name)
     if issubclass(cls, GradientUnlearner):
         return {"epochs": 1 if cls.driver == "retain" else 2, "max_steps": STEP_CAP}
