@@ -298,7 +298,8 @@ def _heal_params(e: _Entry) -> tuple[str, str, str]:
     parts = e.variant.split("/") if e.variant else []
     three = len(parts) == 3
     pool = str(info.get("pool", parts[0] if three else e.variant))
-    sim = str(info.get("similarity", parts[1] if three else ""))
+    sim_raw = info.get("similarity", parts[1] if three else "")
+    sim = "—" if sim_raw in (None, "", "None") else str(sim_raw)  # remaining-only: no similarity
     epochs = str(info.get("epochs", parts[2] if three else ""))
     m = re.fullmatch(r"e(?:pochs?)?(\d+)", epochs)
     return pool, sim, m.group(1) if m else epochs
