@@ -26,6 +26,7 @@ settings) and ``fisher``/``influence`` in the healing paper's recipes (``HEALING
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -109,6 +110,14 @@ def run_requests(
     drops: dict[str, dict[str, list[float]]] = {m: {s: [] for s in strategies} for m in methods}
     for seed in seeds:
         t0 = time.perf_counter()
+        done = cache / f"{name}-{size}-seed{seed}" / "drops.json"  # per-seed results: resumable
+        stored = json.loads(done.read_text()) if done.exists() else {}
+        if all(f"{m}/{s}" in stored for m in methods for s in strategies):
+            for m in methods:
+                for s in strategies:
+                    drops[m][s].append(stored[f"{m}/{s}"])
+            console.print(f"  [{name}] seed {seed}: reused {done}")
+            continue
         ds, split, cfg, model = setup(name, seed, size, cache)
         xt, yt = ds.tensors(split.test)
         before = accuracy(model, xt, yt)
@@ -138,9 +147,15 @@ def run_requests(
                 except FloatingPointError as e:
                     console.print(f"  [{name}] {m} diverged on {s}: {e}")
                     drops[m][s].append(math.nan)
+        stored.update({f"{m}/{s}": drops[m][s][-1] for m in methods for s in strategies})
+        atomic_write_json(done, stored)
         console.print(
             f"  [{name}] seed {seed}: original test acc {before:.2f}, "
-            f"{time.perf_counter() - t0:.0f} s"
+            f"{time.perf_counter() - t0:.0f} s; drops (pp): "
+            + "; ".join(
+                f"{m}: " + " ".join(f"{s}={drops[m][s][-1]:+.2f}" for s in strategies)
+                for m in methods
+            )
         )
     return drops
 
