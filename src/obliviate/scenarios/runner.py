@@ -299,23 +299,30 @@ def _recipe(ctx: RunContext) -> dict[str, Any]:
     }
 
 
-def train_original(ctx: RunContext) -> Artifact:
-    """Step "train": the original model on the whole training split (cached)."""
+def _train_scenario_model(ctx: RunContext, exclude: Any = None):  # type: ignore[no-untyped-def]
+    """The scenario model, trained with its recipe and the run's seed on the training split minus
+    ``exclude``."""
     from obliviate.train import train_model
 
+    scn = ctx.scenario
+    return train_model(
+        ctx.dataset,
+        ctx.split,
+        scn.model.name,
+        scn.train_config(ctx.seed),
+        model_kwargs=scn.model.kwargs,
+        exclude=exclude,
+        device=ctx.device,
+        show_progress=ctx.show_progress,
+    )
+
+
+def train_original(ctx: RunContext) -> Artifact:
+    """Step "train": the original model on the whole training split (cached)."""
     key = ctx.cache.key("original", _recipe(ctx))
 
     def compute() -> tuple[nn.Module, float, dict[str, Any], Callable[[Path], None]]:
-        scn = ctx.scenario
-        tm = train_model(
-            ctx.dataset,
-            ctx.split,
-            scn.model.name,
-            scn.train_config(ctx.seed),
-            model_kwargs=scn.model.kwargs,
-            device=ctx.device,
-            show_progress=ctx.show_progress,
-        )
+        tm = _train_scenario_model(ctx)
         stats = {"metrics": tm.metrics, "steps": tm.history.steps}
 
         def save(path: Path) -> None:
@@ -328,22 +335,10 @@ def train_original(ctx: RunContext) -> Artifact:
 
 def train_gold(ctx: RunContext, original: Artifact, req: StepRequest) -> Artifact:
     """Step "gold": the original's exact recipe on train \\ (requests 0..i) (cached)."""
-    from obliviate.train import train_model
-
     key = ctx.cache.key("gold", {"cumulative": req.cumulative.hash}, (original.key,))
 
     def compute() -> tuple[nn.Module, float, dict[str, Any], Callable[[Path], None]]:
-        scn = ctx.scenario
-        tm = train_model(
-            ctx.dataset,
-            ctx.split,
-            scn.model.name,
-            scn.train_config(ctx.seed),
-            model_kwargs=scn.model.kwargs,
-            exclude=req.cumulative,
-            device=ctx.device,
-            show_progress=ctx.show_progress,
-        )
+        tm = _train_scenario_model(ctx, exclude=req.cumulative)
 
         def save(path: Path) -> None:
             tm.save(
