@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_screenshot and (shutil.which("chromium") or shutil.which("chromium-browser")):
         from obliviate.scenarios.screenshot import screenshot
 
-        shot = screenshot(paths.html, a.out / "report" / "screenshot.png")
+        shot = screenshot(paths.html, a.out / "report" / "screenshot.png", height=9000)
     for res in results:
         console.print(
             f"[bold]{res.scenario}[/]: {res.rows_written} rows written, {res.rows_skipped} "
