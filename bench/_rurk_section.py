@@ -27,12 +27,11 @@ from methods import (
     TRIALS,
     bench_fixed,
     bench_space,
-    cached_train,
     console,
+    prepare,
 )
 from obliviate.metrics import DEFAULT_TAUS, avg_gap, residual_curve
-from obliviate.train import TrainConfig
-from obliviate.unlearn import TensorSet, create_unlearner, make_task
+from obliviate.unlearn import create_unlearner
 from obliviate.unlearn.tune import core_metrics, gap_scorer, tune
 
 #: Perturbations per forget sample for r_τ (RURK: 100).
@@ -57,15 +56,8 @@ def run_rurk_section(
         st = SETTINGS[st_name]
         params: dict[str, Any] = {}
         for seed in [tune_seed, *seeds]:
-            ds, split, req = st.data(seed, quick)
-            recipe = st.quick_recipe if quick else st.recipe
-            cfg = TrainConfig(**{**recipe.to_dict(), "seed": seed})
-            tag = f"{st_name}-{'quick' if quick else 'full'}-seed{seed}"
-            original, _ = cached_train(cache / tag / "original", ds, split, cfg)
-            gold, _ = cached_train(cache / tag / "gold", ds, split, cfg, exclude=req)
-            task = make_task(ds, split, req, seed=seed, train_config=cfg.to_dict())
-            xt, yt = ds.tensors(split.test)
-            test = TensorSet(xt, yt, split.test)
+            pr = prepare(st, seed, quick, cache)
+            task, test, original, gold = pr.task, pr.test, pr.original, pr.gold
             kw = dict(seed=seed, retain_eval_max=RETAIN_EVAL_MAX)
             gm = core_metrics(gold, task, test, **kw)
             if seed == tune_seed:

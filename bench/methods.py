@@ -163,6 +163,35 @@ def fmt(vals: list[float]) -> str:
     return f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}"
 
 
+@dataclass
+class Prepared:
+    """One (setting, seed): data, request, recipe, cached original and gold, task, test set."""
+
+    ds: ImageDataset
+    split: Split
+    req: ForgetRequest
+    cfg: TrainConfig
+    original: torch.nn.Module
+    gold: torch.nn.Module
+    gold_seconds: float
+    task: Any
+    test: TensorSet
+    tag: str  # cache sub-folder of this (setting, size, seed)
+
+
+def prepare(st: Setting, seed: int, quick: bool, cache: Path) -> Prepared:
+    """Build (or load from ``cache``) everything one seed of setting ``st`` needs."""
+    ds, split, req = st.data(seed, quick)
+    cfg = TrainConfig(**{**(st.quick_recipe if quick else st.recipe).to_dict(), "seed": seed})
+    tag = f"{st.name}-{'quick' if quick else 'full'}-seed{seed}"
+    original, _ = cached_train(cache / tag / "original", ds, split, cfg)
+    gold, gold_s = cached_train(cache / tag / "gold", ds, split, cfg, exclude=req)
+    task = make_task(ds, split, req, seed=seed, train_config=cfg.to_dict())
+    xt, yt = ds.tensors(split.test)
+    test = TensorSet(xt, yt, split.test)
+    return Prepared(ds, split, req, cfg, original, gold, gold_s, task, test, tag)
+
+
 def run_setting(
     st: Setting,
     methods: list[str],
@@ -177,14 +206,9 @@ def run_setting(
     params: dict[str, dict[str, Any]] = {}
     for seed in [tune_seed, *seeds]:
         t0 = time.perf_counter()
-        ds, split, req = st.data(seed, quick)
-        cfg = TrainConfig(**{**(st.quick_recipe if quick else st.recipe).to_dict(), "seed": seed})
-        tag = f"{st.name}-{'quick' if quick else 'full'}-seed{seed}"
-        original, _ = cached_train(cache / tag / "original", ds, split, cfg)
-        gold, gold_s = cached_train(cache / tag / "gold", ds, split, cfg, exclude=req)
-        task = make_task(ds, split, req, seed=seed, train_config=cfg.to_dict())
-        xt, yt = ds.tensors(split.test)
-        test = TensorSet(xt, yt, split.test)
+        pr = prepare(st, seed, quick, cache)
+        ds, split, cfg, task, test, tag = pr.ds, pr.split, pr.cfg, pr.task, pr.test, pr.tag
+        original, gold, gold_s = pr.original, pr.gold, pr.gold_seconds
         kw = dict(seed=seed, retain_eval_max=RETAIN_EVAL_MAX)
         gm = core_metrics(gold, task, test, **kw)
         if seed == tune_seed:

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -114,19 +115,14 @@ def accuracy_vs_gold(series: Sequence[Series], panels: Sequence[str]) -> Figure:
     return fig
 
 
-def residual_curves(taus: Sequence[float], series: Sequence[Series]) -> Figure:
-    """r_τ against τ, one line per model (error bars: std over seeds); r = 1 is gold."""
-    fig = _new(6.8, 3.8)
-    ax = fig.subplots()
-    t = np.asarray(taus, dtype=float)
-    for s in series:
-        m = np.array([_nan(v) for v in s.mean])
-        e = np.nan_to_num(np.array([_nan(v) for v in s.std]))
-        ok = np.isfinite(m)
-        if not ok.any():
-            continue
+def _mean_line(ax: Any, x: np.ndarray, s: Series, **style: Any) -> None:
+    """Plot series ``s`` (mean ± std over seeds) against ``x``, skipping missing points."""
+    m = np.array([_nan(v) for v in s.mean])
+    e = np.nan_to_num(np.array([_nan(v) for v in s.std]))
+    ok = np.isfinite(m)
+    if ok.any():
         ax.errorbar(
-            t[ok],
+            x[ok],
             m[ok],
             yerr=e[ok] if e[ok].any() else None,
             label=s.label,
@@ -134,8 +130,17 @@ def residual_curves(taus: Sequence[float], series: Sequence[Series]) -> Figure:
             marker="o",
             ms=4,
             capsize=3,
-            lw=1.5,
+            **style,
         )
+
+
+def residual_curves(taus: Sequence[float], series: Sequence[Series]) -> Figure:
+    """r_τ against τ, one line per model (error bars: std over seeds); r = 1 is gold."""
+    fig = _new(6.8, 3.8)
+    ax = fig.subplots()
+    t = np.asarray(taus, dtype=float)
+    for s in series:
+        _mean_line(ax, t, s, lw=1.5)
     ax.axhline(1.0, color=GOLD_COLOR, ls="--", lw=1, label="gold (r = 1)")
     ax.set_xlabel("τ (perturbation scale, pixels in [0, 1])")
     ax.set_ylabel("r_τ = hits(unlearned) / hits(gold)")
@@ -291,21 +296,7 @@ def sequence_lines(steps: Sequence[int], panels: Sequence[tuple[str, Sequence[Se
     x = np.asarray(steps)
     for ax, (name, series) in zip(axes, panels, strict=True):
         for s in series:
-            m = np.array([_nan(v) for v in s.mean])
-            e = np.nan_to_num(np.array([_nan(v) for v in s.std]))
-            ok = np.isfinite(m)
-            if ok.any():
-                ax.errorbar(
-                    x[ok],
-                    m[ok],
-                    yerr=e[ok] if e[ok].any() else None,
-                    label=s.label,
-                    color=s.color,
-                    marker="o",
-                    ms=4,
-                    capsize=3,
-                    ls="--" if s.kind == "gold" else "-",
-                )
+            _mean_line(ax, x, s, ls="--" if s.kind == "gold" else "-")
         ax.set_xticks(x, [str(int(v)) for v in x])
         ax.set_xlabel("request (step index)")
         ax.set_title(name, fontsize=10)
