@@ -21,18 +21,10 @@ from typing import Any
 import torch
 from rich.table import Table
 
-from methods import (
-    RETAIN_EVAL_MAX,
-    SETTINGS,
-    TRIALS,
-    bench_fixed,
-    bench_space,
-    console,
-    prepare,
-)
+from methods import RETAIN_EVAL_MAX, SETTINGS, TRIALS, console, prepare, tune_setting
 from obliviate.metrics import DEFAULT_TAUS, avg_gap, residual_curve
 from obliviate.unlearn import create_unlearner
-from obliviate.unlearn.tune import core_metrics, gap_scorer, tune
+from obliviate.unlearn.tune import core_metrics
 
 #: Perturbations per forget sample for r_τ (RURK: 100).
 C_FULL, C_QUICK = 100, 20
@@ -54,28 +46,14 @@ def run_rurk_section(
     c = C_QUICK if quick else C_FULL
     for st_name in settings:
         st = SETTINGS[st_name]
-        params: dict[str, Any] = {}
-        for seed in [tune_seed, *seeds]:
+        # the methods benchmark's tuning: large settings at the quick size, same step budgets
+        tq = quick or st_name != "small"
+        params = tune_setting(st, ["rurk"], tune_seed, tq, cache, True, trials)["rurk"]
+        for seed in seeds:
             pr = prepare(st, seed, quick, cache)
             task, test, original, gold = pr.task, pr.test, pr.original, pr.gold
             kw = dict(seed=seed, retain_eval_max=RETAIN_EVAL_MAX)
             gm = core_metrics(gold, task, test, **kw)
-            if seed == tune_seed:
-                fixed = bench_fixed("rurk", st_name)
-                res = tune(
-                    "rurk",
-                    original,
-                    task,
-                    gap_scorer(gm, task, test, seed=seed, retain_eval_max=RETAIN_EVAL_MAX),
-                    space=bench_space("rurk", st_name),
-                    seed=seed,
-                    base=fixed,
-                    strategy="random",
-                    n_trials=trials,
-                )
-                params = res.best_params
-                console.print(f"  [{st_name}] tuned rurk: {params} (gap {res.best_score:.2f})")
-                continue
             t0 = time.perf_counter()
             model = create_unlearner("rurk", **params).unlearn(original, task).model
             secs = time.perf_counter() - t0

@@ -173,13 +173,21 @@ def gap_scorer(
     seed: int = 0,
     device: str | torch.device = "cpu",
     retain_eval_max: int | None = None,
+    n_max: int = 5000,
 ) -> Callable[[nn.Module, dict[str, Any]], tuple[float, dict[str, float]]]:
-    """A ``score`` for :func:`tune`: Avg. Gap of the unlearned model's core metrics to gold's."""
+    """A ``score`` for :func:`tune`: Avg. Gap of the unlearned model's core metrics to gold's
+    (``gold_metrics`` must come from :func:`core_metrics` with the same sizes)."""
     from obliviate.metrics import avg_gap
 
     def score(model: nn.Module, stats: dict[str, Any]) -> tuple[float, dict[str, float]]:
         m = core_metrics(
-            model, task, test, seed=seed, device=device, retain_eval_max=retain_eval_max
+            model,
+            task,
+            test,
+            seed=seed,
+            device=device,
+            retain_eval_max=retain_eval_max,
+            n_max=n_max,
         )
         return avg_gap(m, gold_metrics), m
 
