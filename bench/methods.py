@@ -323,6 +323,8 @@ def run_setting(
         om = core_metrics(original, task, test, **kw)
         rows.setdefault("original", []).append({**om, "gap": avg_gap(om, gm), "seconds": 0.0})
         rows.setdefault("gold", []).append({**gm, "gap": 0.0, "seconds": gold_s, "speedup": 1.0})
+        for ref in ("original", "gold"):  # so that a partial run's records are a whole table
+            stored[ref] = {"key": ref, "row": rows[ref][-1]}
         todo = [(n, n, params.get(n, {})) for n in methods]
         todo += [(label, m, p) for label, (m, p) in EXTRA_ROWS.items() if m in UNLEARNERS]
         for label, name, p in todo:
