@@ -124,25 +124,20 @@ def run_requests(
     drops: dict[str, dict[str, list[float]]] = {m: {s: [] for s in strategies} for m in methods}
     for seed in seeds:
         t0 = time.perf_counter()
-        done = cache / f"{name}-{size}-seed{seed}" / "drops.json"  # per-seed results: resumable
+        done = cache / f"{name}-{size}-seed{seed}" / "drops.json"  # per-cell results: resumable
         stored = json.loads(done.read_text()) if done.exists() else {}
-        if all(f"{m}/{s}" in stored for m in methods for s in strategies):
-            for m in methods:
-                for s in strategies:
-                    drops[m][s].append(stored[f"{m}/{s}"])
-            console.print(f"  [{name}] seed {seed}: reused {done}")
-            continue
-        ds, split, cfg, model = setup(name, seed, size, cache)
-        xt, yt = ds.tensors(split.test)
-        before = accuracy(model, xt, yt)
-        fixed = {
-            s: select_request(s, model, ds, split, budget=0.01, seed=seed)
-            for s in strategies
-            if s != "adaptive"
-        }
-        for m in methods:
-            opts = method_options(m)
-            for s in strategies:
+        todo = [(m, s) for m in methods for s in strategies if f"{m}/{s}" not in stored]
+        if todo:
+            ds, split, cfg, model = setup(name, seed, size, cache)
+            xt, yt = ds.tensors(split.test)
+            before = accuracy(model, xt, yt)
+            fixed = {
+                s: select_request(s, model, ds, split, budget=0.01, seed=seed)
+                for s in {s for _, s in todo}
+                if s != "adaptive"
+            }
+            for m, s in todo:
+                opts = method_options(m)
                 sel = fixed.get(s) or select_request(
                     "adaptive",
                     model,
@@ -157,14 +152,17 @@ def run_requests(
                 task = make_task(ds, split, sel.request, seed=seed, train_config=cfg.to_dict())
                 try:
                     res = create_unlearner(m, **opts).unlearn(model, task)
-                    drops[m][s].append(before - accuracy(res.model, xt, yt))
+                    stored[f"{m}/{s}"] = before - accuracy(res.model, xt, yt)
                 except FloatingPointError as e:
                     console.print(f"  [{name}] {m} diverged on {s}: {e}")
-                    drops[m][s].append(math.nan)
-        stored.update({f"{m}/{s}": drops[m][s][-1] for m in methods for s in strategies})
-        atomic_write_json(done, stored)
+                    stored[f"{m}/{s}"] = math.nan
+                atomic_write_json(done, stored)
+        for m in methods:
+            for s in strategies:
+                drops[m][s].append(stored[f"{m}/{s}"])
         console.print(
-            f"  [{name}] seed {seed}: original test acc {before:.2f}, "
+            f"  [{name}] seed {seed}: {len(todo)} cells computed, "
+            f"{len(methods) * len(strategies) - len(todo)} reused from {done}, "
             f"{time.perf_counter() - t0:.0f} s; drops (pp): "
             + "; ".join(
                 f"{m}: " + " ".join(f"{s}={drops[m][s][-1]:+.2f}" for s in strategies)
@@ -222,25 +220,31 @@ def run_indirect(
     out: dict[str, dict[str, dict[str, list[float]]]] = {}
     nearest: dict[str, list[str]] = {}
     for seed in seeds:
-        ds, split, cfg, model = setup("fashion_mnist", seed, size, cache)
+        done = cache / f"fashion_mnist-{size}-seed{seed}" / "indirect.json"  # resumable
+        stored = json.loads(done.read_text()) if done.exists() else {}
         for v in victims:
-            rep = indirect_attack_report(
-                model,
-                ds,
-                split,
-                v,
-                methods,
-                train_config=cfg.to_dict(),
-                seed=seed,
-                method_options={m: method_options(m) for m in methods},
-            )
-            nearest.setdefault(v, []).append(
-                f"{ds.class_names[rep.selection.forget_class]} / far "
-                f"{ds.class_names[rep.details['farthest_class']]}"
-            )
-            for r in rep.rows:
-                out.setdefault(v, {}).setdefault(r.method, {}).setdefault(r.request, [])
-                out[v][r.method][r.request].append(r.drop)
+            key = f"{v}|{','.join(methods)}"
+            if key not in stored:
+                ds, split, cfg, model = setup("fashion_mnist", seed, size, cache)
+                rep = indirect_attack_report(
+                    model,
+                    ds,
+                    split,
+                    v,
+                    methods,
+                    train_config=cfg.to_dict(),
+                    seed=seed,
+                    method_options={m: method_options(m) for m in methods},
+                )
+                stored[key] = {
+                    "classes": f"{ds.class_names[rep.selection.forget_class]} / far "
+                    f"{ds.class_names[rep.details['farthest_class']]}",
+                    "rows": [[r.method, r.request, r.drop] for r in rep.rows],
+                }
+                atomic_write_json(done, stored)
+            nearest.setdefault(v, []).append(stored[key]["classes"])
+            for m, req, drop in stored[key]["rows"]:
+                out.setdefault(v, {}).setdefault(m, {}).setdefault(req, []).append(drop)
         console.print(f"  [indirect] seed {seed} done")
     t = Table(
         title="Fashion-MNIST indirect attack: victim-class test-accuracy drop (pp), mean ± 95 % "
