@@ -91,7 +91,11 @@ def method_options(name: str) -> dict[str, Any]:
 
 
 def interval(vals: list[float]) -> tuple[float, float]:
-    """Mean and half-width of the 95 % t-interval (NaN half-width for a single value)."""
+    """Mean and half-width of the 95 % t-interval over the finite values (a diverged run is
+    NaN; NaN half-width for a single value, NaN mean for none)."""
+    vals = [v for v in vals if math.isfinite(v)]
+    if not vals:
+        return math.nan, math.nan
     m = statistics.mean(vals)
     if len(vals) < 2:
         return m, math.nan
@@ -100,7 +104,9 @@ def interval(vals: list[float]) -> tuple[float, float]:
 
 def fmt(vals: list[float]) -> str:
     m, h = interval(vals)
-    return f"{m:+.2f}" if math.isnan(h) else f"{m:+.2f} ± {h:.2f}"
+    n = sum(math.isfinite(v) for v in vals)
+    miss = "" if n == len(vals) else f" (n={n})"
+    return (f"{m:+.2f}" if math.isnan(h) else f"{m:+.2f} ± {h:.2f}") + miss
 
 
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

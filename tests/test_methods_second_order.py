@@ -189,6 +189,32 @@ def test_influence_healing_recipe_clips_each_deletion_batch():
     assert res.stats["clipped_steps"] >= 1
 
 
+def test_influence_lissa_restarts_when_the_scale_estimate_is_too_low(monkeypatch):
+    """LiSSA needs its scale above every mini-batch Hessian's top eigenvalue; the estimate sees
+    one mini-batch. An estimate 100× too low blows the recursion up; the auto-scale doubles and
+    restarts (and records it), a run without restarts raises the error naming lissa_scale."""
+    import obliviate.unlearn.methods.influence as inf
+
+    x, y = _blobs()
+    full = _fit_l2(nn.Linear(D, C), x, y, 0.05)
+    task = _task(x, y, torch.arange(0, 240, 24))
+    kw = dict(
+        recipe="healing", solver="lissa", params="all", damping=0.0, max_norm=0.0, lissa_depth=400
+    )
+    ok = create_unlearner("influence", **kw).unlearn(full, task)
+    assert ok.stats["lissa_restarts"] == 0
+    true_scale = ok.stats["lissa_scale"]
+    monkeypatch.setattr(inf, "_top_eigenvalue", lambda *a, **k: true_scale / 400.0)
+    with pytest.raises(FloatingPointError, match="lissa_scale"):
+        create_unlearner("influence", lissa_restarts=0, **kw).unlearn(full, task)
+    res = create_unlearner("influence", lissa_restarts=12, **kw).unlearn(full, task)
+    assert 1 <= res.stats["lissa_restarts"] <= 12
+    assert res.stats["lissa_scale"] > true_scale / 400.0
+    assert torch.isfinite(_theta(res.model)).all()
+    with pytest.raises(ConfigError, match="lissa_restarts"):
+        create_unlearner("influence", lissa_restarts=-1, **kw).unlearn(full, task)
+
+
 # ------------------------------------------------------------------------- certified removal
 
 

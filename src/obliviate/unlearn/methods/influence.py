@@ -112,6 +112,12 @@ class InfluenceConfig:
         "estimate on one mini-batch; the healing code: 10 on MNIST, 1e3-1e4 in Model-Healing).",
     )
     lissa_repeats: int = opt(1, "LiSSA: independent runs averaged.")
+    lissa_restarts: int = opt(
+        3,
+        "LiSSA with the estimated scale (lissa_scale=0): when the recursion blows up (another "
+        "mini-batch's Hessian has a larger eigenvalue than the one estimated), double the scale "
+        "and restart, at most this many times; a fixed lissa_scale never restarts.",
+    )
     batch_size: int = opt(128, "Mini-batch size of the Hessian-vector products and gradients.")
     deletion_batch_size: int = opt(
         25, "healing: forget points per deletion mini-batch (the healing code: 25 or 1024)."
@@ -174,22 +180,33 @@ class Influence(Unlearner):
         scale = cfg.lissa_scale
         if cfg.solver == "lissa" and scale <= 0:
             scale = 2.0 * _top_eigenvalue(batch_hvp, params, g) + lam
+        restarts = 0
 
         def solve(v: Tensor) -> tuple[Tensor, dict[str, float]]:
+            nonlocal scale, restarts
             if cfg.solver == "cg":
                 return conjugate_gradient(
                     lambda u: fixed_hv(u) + lam * u, v, iters=cfg.cg_iters, tol=cfg.cg_tol
                 )
-            h, info = lissa(
-                batch_hvp,
-                v,
-                damping=lam,
-                scale=scale,
-                depth=cfg.lissa_depth,
-                repeats=cfg.lissa_repeats,
-                generator=g,
-                strict=cfg.recipe == "scaled",
-            )
+            while True:
+                try:
+                    h, info = lissa(
+                        batch_hvp,
+                        v,
+                        damping=lam,
+                        scale=scale,
+                        depth=cfg.lissa_depth,
+                        repeats=cfg.lissa_repeats,
+                        generator=g,
+                        strict=cfg.recipe == "scaled",
+                    )
+                    break
+                except FloatingPointError:
+                    # the power-iteration estimate saw one mini-batch; LiSSA needs the scale
+                    # above every mini-batch's top eigenvalue (Agarwal et al. 2017)
+                    if cfg.lissa_scale > 0 or restarts >= cfg.lissa_restarts:
+                        raise
+                    scale, restarts = 2.0 * scale, restarts + 1
             r = fixed_hv(h) + lam * h - v
             return h, {**info, "lissa_rel_residual": float(r.norm() / v.norm().clamp_min(1e-30))}
 
@@ -233,6 +250,7 @@ class Influence(Unlearner):
         }
         if cfg.solver == "lissa":
             stats["lissa_scale"] = scale
+            stats["lissa_restarts"] = restarts
         for key in infos[0]:
             stats[key] = max(i[key] for i in infos)
         return stats
@@ -242,6 +260,8 @@ class Influence(Unlearner):
         for name in ("damping", "l2", "max_norm", "cg_tol", "lissa_scale"):
             if getattr(cfg, name) < 0:
                 raise ConfigError(f"influence: {name} must be ≥ 0, got {getattr(cfg, name)}")
+        if cfg.lissa_restarts < 0:
+            raise ConfigError(f"influence: lissa_restarts must be ≥ 0, got {cfg.lissa_restarts}")
         for name in ("cg_iters", "lissa_depth", "lissa_repeats", "batch_size"):
             if getattr(cfg, name) < 1:
                 raise ConfigError(f"influence: {name} must be ≥ 1, got {getattr(cfg, name)}")
