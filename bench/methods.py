@@ -8,11 +8,17 @@ Three settings (issue 4):
 For each setting, hyper-parameters are tuned by Avg. Gap to gold on the *tuning seed* (0) and
 the table reports mean ± std over the *report seeds* (1, 2, 3 by default), so no reported number
 comes from the seed its hyper-parameters were chosen on. Each seed re-draws the split, the request
-and the training seed. Original and gold models are cached under ``--cache`` (a killed run
-resumes). Retain accuracy is estimated on a seeded subsample of 5 000 retain images; the MIA
-samples at most 5 000 of each side (DESIGN.md).
+and the training seed. The large settings tune at the quick size (6 000 images): there every
+fine-tuning method takes exactly ``max_steps`` steps, so the tuned step budget and learning rate
+transfer; ``--tune-size same`` tunes at full size. SISA is opt-in in the large settings (their
+requests touch every shard, so unlearning retrains the whole ensemble).
 
-    python bench/methods.py                       # full size (≈ 60 min on 2 cores)
+Original, gold and SISA models, tuned parameters (``tuned.json``) and per-seed rows
+(``rows.json``) are cached under ``--cache``: a killed run resumes, and a run with more seeds
+reuses the ones done. Retain accuracy is estimated on a seeded subsample of 5 000 retain images;
+the MIA samples at most 5 000 of each side (DESIGN.md).
+
+    python bench/methods.py                       # full size (see the closing notes for times)
     python bench/methods.py --quick               # CI size
     python bench/methods.py --settings small --methods finetune,scrub
 """
