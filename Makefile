@@ -12,7 +12,7 @@ demo: setup
 test: setup
 	$(PY) -m ruff check src tests bench
 	$(PY) -m ruff format --check src tests bench
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 lint: setup
 	$(PY) -m ruff check src tests bench
