@@ -81,7 +81,13 @@ def test_twin_index_matches_brute_force(synth, similarity):
     order = np.argsort(d, axis=1, kind="stable")[:, :5]
     ref_ids = split.reserve.numpy()[order]
     ref_d = np.take_along_axis(d, order, axis=1)
-    assert np.array_equal(idx.neighbors.numpy(), ref_ids)
+    # the index computes in float32, the reference in float64: two reserve elements whose
+    # distances differ in the 7th digit may swap places, so each chosen neighbour must be at the
+    # reference's distance for its rank (a wrong neighbour is far off), and almost all ids agree
+    pos = {rid: j for j, rid in enumerate(split.reserve.tolist())}
+    chosen = np.array([[pos[r] for r in row] for row in idx.neighbors.tolist()])
+    np.testing.assert_allclose(np.take_along_axis(d, chosen, axis=1), ref_d, rtol=1e-5, atol=1e-6)
+    assert (idx.neighbors.numpy() == ref_ids).mean() >= 0.99
     np.testing.assert_allclose(idx.distances.numpy(), ref_d, rtol=2e-3, atol=2e-4)
     assert torch.equal(idx.train_ids, split.train)
 
