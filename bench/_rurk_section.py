@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from rich.table import Table
 
-from methods import RETAIN_EVAL_MAX, SETTINGS, TRIALS, console, prepare, tune_setting
+from methods import RETAIN_EVAL_MAX, SETTINGS, console, prepare, tune_setting
 from obliviate.metrics import DEFAULT_TAUS, avg_gap, residual_curve
 from obliviate.unlearn import create_unlearner
 from obliviate.unlearn.tune import core_metrics
@@ -36,7 +36,7 @@ def run_rurk_section(
     *,
     settings: tuple[str, ...] = ("small", "class_half", "random"),
     tune_seed: int = 0,
-    trials: int = TRIALS,
+    trials: int = 0,
     cache: Path = Path(".obliviate/bench/methods"),
     taus: tuple[float, ...] = DEFAULT_TAUS,
 ) -> list[dict[str, Any]]:
@@ -124,7 +124,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seeds", default=None, help="Report seeds (default 1,2,3; quick: 1).")
     p.add_argument("--settings", default="small,class_half,random")
-    p.add_argument("--trials", type=int, default=TRIALS)
+    p.add_argument("--trials", type=int, default=0, help="0: the methods benchmark's default.")
     p.add_argument("--cache", type=Path, default=Path(".obliviate/bench/methods"))
     a = p.parse_args()
     torch.set_num_threads(2)

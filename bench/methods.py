@@ -111,8 +111,7 @@ SETTINGS = {
 
 
 #: Random-search trials per method on the tuning seed (the small setting's trials are cheap, so
-#: it gets more; see ``SMALL_TRIALS``).
-TRIALS = 6
+#: it gets more).
 SMALL_TRIALS = 12
 LARGE_TRIALS = 4
 #: Test, retain and MIA sample sizes of a tuning trial's score in the large settings.
@@ -261,9 +260,7 @@ def tune_setting(
         test = TensorSet(test.x[keep], test.y[keep], test.ids[keep])
         tune_kw = {"retain_eval_max": TUNE_EVAL, "n_max": TUNE_EVAL}
     gm = core_metrics(pr.gold, task, test, seed=seed, **tune_kw)
-    n_trials = trials
-    if trials == TRIALS:
-        n_trials = SMALL_TRIALS if st.name == "small" else LARGE_TRIALS
+    n_trials = trials or (SMALL_TRIALS if st.name == "small" else LARGE_TRIALS)
     params: dict[str, dict[str, Any]] = {}
     done_path = cache / pr.tag / "tuned.json"  # per-method results: a killed run resumes
     done = read_json(done_path, "tuning record", RuntimeError) if done_path.exists() else {}
@@ -308,7 +305,7 @@ def run_setting(
     quick: bool,
     cache: Path,
     do_tune: bool,
-    trials: int = TRIALS,
+    trials: int = 0,
     tune_quick: bool = True,
 ) -> dict[str, Any]:
     rows: dict[str, list[dict[str, float]]] = {}
@@ -401,7 +398,13 @@ def main() -> None:
     p.add_argument("--methods", default="all", help="Comma-separated names, or 'all'.")
     p.add_argument("--seeds", default=None, help="Report seeds (default 1,2,3; quick: 1).")
     p.add_argument("--no-tune", action="store_true", help="Use each method's defaults.")
-    p.add_argument("--trials", type=int, default=TRIALS, help="Random-search trials per method.")
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=0,
+        help=f"Random-search trials per method (0: {SMALL_TRIALS} in small, {LARGE_TRIALS} in the "
+        "large settings).",
+    )
     p.add_argument("--cache", type=Path, default=Path(".obliviate/bench/methods"))
     p.add_argument("--out", type=Path, default=None, help="Write all numbers as JSON here.")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads.")
