@@ -28,7 +28,6 @@ table, so it is opt-in (``--strategies random,...,adaptive``).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -43,7 +42,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from methods import cached_train  # noqa: E402  (bench/methods.py: cached original models)
-from obliviate._io import atomic_write_json  # noqa: E402
+from obliviate._io import atomic_write_json, read_json  # noqa: E402
 from obliviate.attacks import REQUEST_STRATEGIES, indirect_attack_report, select_request  # noqa: E402
 from obliviate.data import load_dataset, make_split  # noqa: E402
 from obliviate.train import TrainConfig  # noqa: E402
@@ -131,7 +130,7 @@ def run_requests(
     for seed in seeds:
         t0 = time.perf_counter()
         done = cache / f"{name}-{size}-seed{seed}" / "drops.json"  # per-cell results: resumable
-        stored = json.loads(done.read_text()) if done.exists() else {}
+        stored = read_json(done, "attack drops", RuntimeError) if done.exists() else {}
         todo = [(m, s) for m in methods for s in strategies if f"{m}/{s}" not in stored]
         if todo:
             ds, split, cfg, model = setup(name, seed, size, cache)
@@ -227,11 +226,13 @@ def run_indirect(
     nearest: dict[str, list[str]] = {}
     for seed in seeds:
         done = cache / f"fashion_mnist-{size}-seed{seed}" / "indirect.json"  # resumable
-        stored = json.loads(done.read_text()) if done.exists() else {}
+        stored = read_json(done, "indirect-attack drops", RuntimeError) if done.exists() else {}
+        loaded = None  # the seed's original, loaded once and only if a victim is missing
         for v in victims:
             key = f"{v}|{','.join(methods)}"
             if key not in stored:
-                ds, split, cfg, model = setup("fashion_mnist", seed, size, cache)
+                loaded = loaded or setup("fashion_mnist", seed, size, cache)
+                ds, split, cfg, model = loaded
                 rep = indirect_attack_report(
                     model,
                     ds,
