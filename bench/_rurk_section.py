@@ -39,6 +39,7 @@ def run_rurk_section(
     trials: int = 0,
     cache: Path = Path(".obliviate/bench/methods"),
     taus: tuple[float, ...] = DEFAULT_TAUS,
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """One row per (setting, seed, model ∈ {original, rurk}): the four Avg. Gap inputs, the gap,
     r_τ means per τ (``r`` dict; None where skipped) and the tuned RURK options."""
@@ -48,11 +49,11 @@ def run_rurk_section(
         st = SETTINGS[st_name]
         # the methods benchmark's tuning: large settings at the quick size, same step budgets
         tq = quick or st_name != "small"
-        params = tune_setting(st, ["rurk"], tune_seed, tq, cache, True, trials)["rurk"]
+        params = tune_setting(st, ["rurk"], tune_seed, tq, cache, True, trials, device)["rurk"]
         for seed in seeds:
-            pr = prepare(st, seed, quick, cache)
+            pr = prepare(st, seed, quick, cache, device)
             task, test, original, gold = pr.task, pr.test, pr.original, pr.gold
-            kw = dict(seed=seed, retain_eval_max=RETAIN_EVAL_MAX)
+            kw = dict(seed=seed, retain_eval_max=RETAIN_EVAL_MAX, device=device)
             gm = core_metrics(gold, task, test, **kw)
             t0 = time.perf_counter()
             model = create_unlearner("rurk", **params).unlearn(original, task).model
@@ -60,7 +61,7 @@ def run_rurk_section(
             f = task.forget
             for label, m in (("original", original), ("rurk", model)):
                 met = core_metrics(m, task, test, **kw)
-                curve = residual_curve(m, gold, f.x, f.y, taus, c=c, seed=seed)
+                curve = residual_curve(m, gold, f.x, f.y, taus, c=c, seed=seed, device=device)
                 rows.append(
                     {
                         "setting": st_name,
@@ -126,12 +127,18 @@ def main() -> None:
     p.add_argument("--settings", default="small,class_half,random")
     p.add_argument("--trials", type=int, default=0, help="0: the methods benchmark's default.")
     p.add_argument("--cache", type=Path, default=Path(".obliviate/bench/methods"))
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     a = p.parse_args()
     torch.set_num_threads(2)
     seeds = [int(s) for s in (a.seeds or ("1" if a.quick else "1,2,3")).split(",")]
     t0 = time.perf_counter()
     rows = run_rurk_section(
-        a.quick, seeds, settings=tuple(a.settings.split(",")), trials=a.trials, cache=a.cache
+        a.quick,
+        seeds,
+        settings=tuple(a.settings.split(",")),
+        trials=a.trials,
+        cache=a.cache,
+        device=a.device,
     )
     print_rows(rows)
     console.print(f"total {time.perf_counter() - t0:.0f} s")

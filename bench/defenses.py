@@ -65,7 +65,7 @@ def _split(ds: ImageDataset, quick: bool) -> Split:
 
 
 def _requests(
-    kinds: list[str], original, ds: ImageDataset, split: Split, seed: int
+    kinds: list[str], original, ds: ImageDataset, split: Split, seed: int, device: str = "cpu"
 ) -> dict[str, ForgetRequest]:
     """Named requests: ``random5`` / ``random30`` and adversarial strategies (5 % budget)."""
     out: dict[str, ForgetRequest] = {}
@@ -85,18 +85,18 @@ def _requests(
                 f"is not importable ({e})[/]"
             )
             continue
-        sel = select_request(kind, original, ds, split, budget=0.05, seed=seed)
+        sel = select_request(kind, original, ds, split, budget=0.05, seed=seed, device=device)
         out[kind] = sel.request
     return out
 
 
-def _cached_unlearn(path: Path, method: str, model, ds, split, req, seed: int):
-    """Unlearn with the healing recipe of ``method`` (or load it from ``path``)."""
+def _cached_unlearn(path: Path, method: str, model, ds, split, req, seed: int, device: str = "cpu"):
+    """Unlearn with the healing recipe of ``method`` (or load it from ``path``) on ``device``."""
     if (path / "meta.json").exists():
-        ck = load_checkpoint(path, expect_split_hash=split.hash)
+        ck = load_checkpoint(path, expect_split_hash=split.hash, device=device)
         return ck.model, float(ck.meta["unlearn"]["stats"]["seconds"])
     u = create_unlearner(method, **HEALING_RECIPES[method])
-    res = u.unlearn(model, make_task(ds, split, req, seed=seed))
+    res = u.unlearn(model, make_task(ds, split, req, seed=seed, device=device))
     save_checkpoint(
         path,
         res.model,
@@ -109,13 +109,13 @@ def _cached_unlearn(path: Path, method: str, model, ds, split, req, seed: int):
     return res.model, float(res.stats["seconds"])
 
 
-def _acc(model, ds, split) -> float:
-    return evaluate(model, ds, split, ("test",), per_class=False)["acc/test"]
+def _acc(model, ds, split, device: str = "cpu") -> float:
+    return evaluate(model, ds, split, ("test",), per_class=False, device=device)["acc/test"]
 
 
 def section_healing(a: argparse.Namespace) -> None:
     """Healing after fisher / influence: twins (each similarity) vs spares vs remaining only."""
-    quick = a.quick
+    quick, dev = a.quick, a.device
     datasets = a.datasets or (["mnist"] if quick else ["mnist", "fashion_mnist"])
     kinds = a.requests or ["random5", "random30", "lowest_logit"]
     sims = a.similarities or (["pixel_l2", "feature_cosine"] if quick else list(SIMILARITIES))
@@ -128,21 +128,23 @@ def section_healing(a: argparse.Namespace) -> None:
         tag = f"{name}-{'quick' if quick else 'full'}"
         root = a.cache / tag
         t0 = time.perf_counter()
-        original, _ = cached_train(root / "original", ds, split, recipe)
-        acc_orig = _acc(original, ds, split)
+        original, _ = cached_train(root / "original", ds, split, recipe, device=dev)
+        acc_orig = _acc(original, ds, split, dev)
         console.print(
             f"[bold]{name}[/]: split {split.sizes()}, original test {acc_orig:.2f} % "
             f"({time.perf_counter() - t0:.0f} s)"
         )
         indexes = {
             s: TwinIndex.build(
-                ds, split, similarity=s, model=original if uses_features(s) else None
+                ds, split, similarity=s, model=original if uses_features(s) else None, device=dev
             )
             for s in sims
         }
-        for kind, req in _requests(kinds, original, ds, split, a.seed).items():
-            gold, _ = cached_train(root / f"gold-{kind}", ds, split, recipe, exclude=req)
-            acc_gold = _acc(gold, ds, split)
+        for kind, req in _requests(kinds, original, ds, split, a.seed, dev).items():
+            gold, _ = cached_train(
+                root / f"gold-{kind}", ds, split, recipe, exclude=req, device=dev
+            )
+            acc_gold = _acc(gold, ds, split, dev)
             t = Table(
                 title=f"{name}, request {kind} ({len(req)} ids): original {acc_orig:.2f} %, "
                 f"gold {acc_gold:.2f} % — heal 1 epoch, target ≥ gold − {TARGET_PP} pp"
@@ -162,9 +164,9 @@ def section_healing(a: argparse.Namespace) -> None:
                 t.add_column(col, justify="right")
             for method in a.methods:
                 unl, _ = _cached_unlearn(
-                    root / f"{method}-{kind}", method, original, ds, split, req, a.seed
+                    root / f"{method}-{kind}", method, original, ds, split, req, a.seed, dev
                 )
-                acc_unl = _acc(unl, ds, split)
+                acc_unl = _acc(unl, ds, split, dev)
                 configs: list[tuple[str, str | None]] = [("twins", s) for s in sims]
                 configs += [("spares", s) for s in spare_sims] + [("none", None)]
                 for pool, sim in configs:
@@ -185,9 +187,10 @@ def section_healing(a: argparse.Namespace) -> None:
                         config=HealConfig(epochs=1, fallback="remaining_only"),
                         original=original,
                         seed=a.seed,
+                        device=dev,
                         **kw,
                     )
-                    acc = _acc(res.model, ds, split)
+                    acc = _acc(res.model, ds, split, dev)
                     gap = acc - acc_gold
                     ok = gap >= -TARGET_PP
                     summary.append((name, kind, method, f"{pool}/{sim or '-'}", acc, gap))
@@ -221,7 +224,7 @@ def section_rurk(a: argparse.Namespace) -> None:
     Avg. Gap and r_τ per τ; hyper-parameters tuned on seed 0, reported on other seeds."""
     from _rurk_section import check_targets, print_rows, run_rurk_section
 
-    rows = run_rurk_section(a.quick, _seeds(a), settings=tuple(a.rurk_settings))
+    rows = run_rurk_section(a.quick, _seeds(a), settings=tuple(a.rurk_settings), device=a.device)
     print_rows(rows)
     for line in check_targets(rows):
         console.print(line)
@@ -267,6 +270,9 @@ def main() -> None:
         "--rurk-settings", type=_csv, default=["small", "class_half", "random"], help="rurk only"
     )
     p.add_argument("--cache", type=Path, default=Path(".obliviate/bench/defenses"))
+    p.add_argument(
+        "--device", default="cpu", help="cpu, cuda or cuda:N (healing and rurk sections)"
+    )
     a = p.parse_args()
     unknown = sorted(set(a.sections) - set(PLANNED))
     if unknown:

@@ -173,25 +173,34 @@ def bench_fixed(name: str, setting: str) -> dict[str, Any]:
     return {}
 
 
-def cached_train(path: Path, ds, split, cfg, exclude=None):
-    """Train (or load from ``path``) a model; returns (model, training seconds)."""
+def cached_train(path: Path, ds, split, cfg, exclude=None, device: str = "cpu"):
+    """Train (or load from ``path``) a model on ``device``; returns (model, training seconds).
+
+    The model is returned on ``device``; the cached checkpoint is device-neutral."""
     if (path / "meta.json").exists():
-        ck = load_checkpoint(path, expect_split_hash=split.hash)
+        ck = load_checkpoint(path, expect_split_hash=split.hash, device=device)
         return ck.model, float(ck.meta["history"]["seconds"])
     tm = train_model(
-        ds, split, "small_cnn", cfg, exclude=exclude, show_progress=False, evaluate_parts=("test",)
+        ds,
+        split,
+        "small_cnn",
+        cfg,
+        exclude=exclude,
+        show_progress=False,
+        evaluate_parts=("test",),
+        device=device,
     )
     tm.save(str(path), kind="gold" if exclude is not None else "trained")
-    return tm.model, tm.history.seconds
+    return tm.model.to(device), tm.history.seconds
 
 
-def cached_sisa(path: Path, ds, split, cfg, shards: int = 5, slices: int = 5):
+def cached_sisa(path: Path, ds, split, cfg, shards: int = 5, slices: int = 5, device: str = "cpu"):
     """SISA ensemble (S shards × R slices, the same recipe) trained on the split, cached."""
     from obliviate.unlearn.sisa import load_sisa, save_sisa, train_sisa_model
 
     if (path / "sisa.json").exists():
-        return load_sisa(path, dataset=ds)
-    ens = train_sisa_model(ds, split, "small_cnn", cfg, shards=shards, slices=slices)
+        return load_sisa(path, dataset=ds, device=device)
+    ens = train_sisa_model(ds, split, "small_cnn", cfg, shards=shards, slices=slices, device=device)
     save_sisa(ens, path)
     return ens
 
@@ -222,17 +231,18 @@ class Prepared:
     shared_tag: str  # cache sub-folder of what does not depend on the request (original, SISA)
 
 
-def prepare(st: Setting, seed: int, quick: bool, cache: Path) -> Prepared:
-    """Build (or load from ``cache``) everything one seed of setting ``st`` needs."""
+def prepare(st: Setting, seed: int, quick: bool, cache: Path, device: str = "cpu") -> Prepared:
+    """Build (or load from ``cache``) everything one seed of setting ``st`` needs; the models
+    and the task live on ``device``."""
     ds, split, req = st.data(seed, quick)
     cfg = TrainConfig(**{**(st.quick_recipe if quick else st.recipe).to_dict(), "seed": seed})
     size = "quick" if quick else "full"
     tag = f"{st.name}-{size}-seed{seed}"
     # class_half and random share split and recipe, hence one original per seed
     orig_tag = tag if st.name == "small" else f"large-{size}-seed{seed}"
-    original, _ = cached_train(cache / orig_tag / "original", ds, split, cfg)
-    gold, gold_s = cached_train(cache / tag / "gold", ds, split, cfg, exclude=req)
-    task = make_task(ds, split, req, seed=seed, train_config=cfg.to_dict())
+    original, _ = cached_train(cache / orig_tag / "original", ds, split, cfg, device=device)
+    gold, gold_s = cached_train(cache / tag / "gold", ds, split, cfg, exclude=req, device=device)
+    task = make_task(ds, split, req, seed=seed, train_config=cfg.to_dict(), device=device)
     xt, yt = ds.tensors(split.test)
     test = TensorSet(xt, yt, split.test)
     return Prepared(ds, split, req, cfg, original, gold, gold_s, task, test, tag, orig_tag)
@@ -246,19 +256,20 @@ def tune_setting(
     cache: Path,
     do_tune: bool,
     trials: int,
+    device: str = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Hyper-parameters per method, chosen by Avg. Gap to gold on the tuning ``seed``.
 
     In the large settings every trial is scored on subsamples (``TUNE_EVAL``) so that scoring
     costs about as much as the unlearning it scores."""
-    pr = prepare(st, seed, quick, cache)
+    pr = prepare(st, seed, quick, cache, device)
     task, test = pr.task, pr.test
-    tune_kw: dict[str, Any] = {"retain_eval_max": RETAIN_EVAL_MAX}
+    tune_kw: dict[str, Any] = {"retain_eval_max": RETAIN_EVAL_MAX, "device": device}
     if st.name != "small":
         g = torch.Generator().manual_seed(seed)
         keep = torch.sort(torch.randperm(len(test), generator=g)[:TUNE_EVAL]).values
         test = TensorSet(test.x[keep], test.y[keep], test.ids[keep])
-        tune_kw = {"retain_eval_max": TUNE_EVAL, "n_max": TUNE_EVAL}
+        tune_kw = {"retain_eval_max": TUNE_EVAL, "n_max": TUNE_EVAL, "device": device}
     gm = core_metrics(pr.gold, task, test, seed=seed, **tune_kw)
     n_trials = trials or (SMALL_TRIALS if st.name == "small" else LARGE_TRIALS)
     params: dict[str, dict[str, Any]] = {}
@@ -307,19 +318,20 @@ def run_setting(
     do_tune: bool,
     trials: int = 0,
     tune_quick: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     rows: dict[str, list[dict[str, float]]] = {}
     t0 = time.perf_counter()
     # the large settings tune at the quick size (same step budgets, see bench_fixed)
     tq = quick or (st.name != "small" and tune_quick)
-    params = tune_setting(st, methods, tune_seed, tq, cache, do_tune, trials)
+    params = tune_setting(st, methods, tune_seed, tq, cache, do_tune, trials, device)
     console.print(f"  [{st.name}] tuning done in {time.perf_counter() - t0:.0f} s")
     for seed in seeds:
         t0 = time.perf_counter()
-        pr = prepare(st, seed, quick, cache)
+        pr = prepare(st, seed, quick, cache, device)
         ds, split, cfg, task, test = pr.ds, pr.split, pr.cfg, pr.task, pr.test
         original, gold, gold_s = pr.original, pr.gold, pr.gold_seconds
-        kw = dict(seed=seed, retain_eval_max=RETAIN_EVAL_MAX)
+        kw = dict(seed=seed, retain_eval_max=RETAIN_EVAL_MAX, device=device)
         rows_path = cache / pr.tag / "rows.json"  # per-method rows: a killed run resumes
         stored = read_json(rows_path, "bench rows", RuntimeError) if rows_path.exists() else {}
         gm = core_metrics(gold, task, test, **kw)
@@ -338,7 +350,7 @@ def run_setting(
             cls = UNLEARNERS.get(name)
             model = original
             if "needs_ensemble" in cls.tags:
-                model = cached_sisa(cache / pr.shared_tag / "sisa", ds, split, cfg)
+                model = cached_sisa(cache / pr.shared_tag / "sisa", ds, split, cfg, device=device)
             u = create_unlearner(name, **p)
             try:
                 res = u.unlearn(model, task)
@@ -409,6 +421,12 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None, help="Write all numbers as JSON here.")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads.")
     p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda or cuda:N: where models train, unlearn and are scored (the cache is "
+        "device-neutral; timings and speed-ups compare runs on the same device only).",
+    )
+    p.add_argument(
         "--tune-size",
         choices=("quick", "same"),
         default="quick",
@@ -442,6 +460,7 @@ def main() -> None:
             not a.no_tune,
             trials=a.trials,
             tune_quick=a.tune_size == "quick",
+            device=a.device,
         )
         print_table(name, results[name], seeds)
     console.print(f"total {time.perf_counter() - t0:.0f} s")

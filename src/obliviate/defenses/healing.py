@@ -561,7 +561,9 @@ def heal(
         "final_loss": hist.epochs[-1].loss if hist.epochs else None,
     }
     if evaluate_test:
-        stats["acc/test"] = evaluate(healed, dataset, split, ("test",), per_class=False)["acc/test"]
+        stats["acc/test"] = evaluate(
+            healed, dataset, split, ("test",), per_class=False, device=device
+        )["acc/test"]
     return HealResult(healed, replacements, stats)
 
 

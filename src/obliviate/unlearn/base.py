@@ -125,6 +125,8 @@ class Unlearner(ABC):
         seed_everything(task.seed)
         t0 = time.perf_counter()
         stats = self._unlearn(new, task) or {}
+        if dev.type == "cuda":  # queued kernels belong to this method's time
+            torch.cuda.synchronize(dev)
         stats = {"method": self.name, "seconds": time.perf_counter() - t0, **stats}
         new.eval()
         for p in new.parameters():
