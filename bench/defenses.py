@@ -222,12 +222,10 @@ def _seeds(a: argparse.Namespace) -> list[int]:
 def section_rurk(a: argparse.Namespace) -> None:
     """RURK vs the original in the methods benchmark's settings (``bench/_rurk_section.py``):
     Avg. Gap and r_τ per τ; hyper-parameters tuned on seed 0, reported on other seeds."""
-    from _rurk_section import check_targets, print_rows, run_rurk_section
+    from _rurk_section import print_rows, run_rurk_section
 
     rows = run_rurk_section(a.quick, _seeds(a), settings=tuple(a.rurk_settings), device=a.device)
-    print_rows(rows)
-    for line in check_targets(rows):
-        console.print(line)
+    print_rows(rows)  # with the target lines
 
 
 def section_roka(a: argparse.Namespace) -> None:

@@ -188,3 +188,20 @@ def test_roka_on_a_model_without_head_uses_last_linear():
     )
     res = create_unlearner("roka", iterations=3, stop_forget_acc=-1.0).unlearn(net, task)
     assert res.stats["steps"] == 3 and res.stats["target_class"] == 0
+
+
+def test_heal_labels_never_heal_a_neighbour_towards_the_forget_class():
+    from obliviate.defenses.roka import heal_labels
+
+    logits = torch.tensor(
+        [
+            [0.1, 5.0, 2.0],  # predicted 1 (the forget class), true 2 -> best other class, 2
+            [3.0, 4.0, 0.0],  # predicted 1, true 0 -> best other class, 0
+            [0.0, 5.0, 1.0],  # predicted 1 and truly 1 (partial-class request) -> kept
+            [4.0, 1.0, 0.0],  # predicted 0 -> kept
+        ]
+    )
+    y_true = torch.tensor([2, 0, 1, 2])
+    assert heal_labels(logits, y_true, 1).tolist() == [2, 0, 1, 0]
+    assert heal_labels(logits, y_true, None).tolist() == [1, 1, 1, 0]  # non-targeted: argmax
+    assert logits[0, 1] == 5.0  # the caller's logits are not modified

@@ -93,8 +93,37 @@ def test_targeted_attack_variant_flips_sign_and_uses_wrong_labels(kind):
         assert f(model(xu), y) < f(model(x), y)
 
 
+def test_uniform_tau_sampling_spreads_noise_levels_over_zero_to_tau():
+    x = torch.full((400, 1, 8, 8), 0.5)
+    y = torch.zeros(400, dtype=torch.int64)
+    cfg = RURKConfig(tau=0.2, tau_sampling="uniform", v=2)
+    xp, yp, sign = rurk_perturbed_forget(None, x, y, cfg, NC, torch.Generator().manual_seed(0))
+    assert sign == -1.0 and xp.shape == (800, 1, 8, 8) and torch.equal(yp, y.repeat(2))
+    std = (xp - 0.5).flatten(1).std(dim=1)  # per-copy noise level (no clamping at 0.5 ± 0.2·3)
+    assert float(std.max()) < 0.2 * 1.2  # never above τ
+    assert float(std.min()) < 0.02  # some copies are nearly clean
+    # U(0, τ): the mean std is ≈ τ/2, quartiles ≈ τ/4 and 3τ/4
+    assert abs(float(std.mean()) - 0.1) < 0.01
+    q = torch.quantile(std, torch.tensor([0.25, 0.75]))
+    assert abs(float(q[0]) - 0.05) < 0.015 and abs(float(q[1]) - 0.15) < 0.015
+    # fixed sampling keeps every copy at std τ
+    xf, _, _ = rurk_perturbed_forget(
+        None, x, y, RURKConfig(tau=0.2), NC, torch.Generator().manual_seed(0)
+    )
+    sf = (xf - 0.5).flatten(1).std(dim=1)
+    assert float(sf.min()) > 0.12 and abs(float(sf.mean()) - 0.2) < 0.01
+
+
 def test_bad_options_are_refused():
-    for bad in ({"tau": 1.5}, {"v": 0}, {"lambda_a": -1.0}, {"perturbation": "nope"}):
+    bads = (
+        {"tau": 1.5},
+        {"v": 0},
+        {"lambda_a": -1.0},
+        {"perturbation": "nope"},
+        {"tau_sampling": "loguniform"},
+        {"tau_sampling": "uniform", "perturbation": "fgsm"},
+    )
+    for bad in bads:
         with pytest.raises(ConfigError):
             create_unlearner("rurk", **bad)
 
