@@ -78,3 +78,31 @@ def test_attacks_quick(tmp_path):
     ind = res["indirect"]["drops"]["Shirt"]["grad_ascent"]
     assert set(ind) == {"nearest", "farthest", "random"}
     assert "target on fashion_mnist" in stdout
+
+
+def test_device_check_on_cpu(tmp_path):
+    stdout, res = _run(
+        "device_check.py",
+        "--device",
+        "cpu",
+        "--methods",
+        "grad_ascent,sisa",
+        "--n-train",
+        "600",
+        "--passing",
+        str(tmp_path / "passing.txt"),
+        tmp_path=tmp_path,
+    )
+    names = [c["name"] for c in res["checks"]]
+    assert names == [
+        "unlearn/grad_ascent",
+        "unlearn/sisa",
+        "heal/twins-feature_cosine",
+        "residual_curve",
+        "select_request/lowest_logit",
+        "mia_efficacy",
+    ]
+    assert all(c["ok"] for c in res["checks"]), [c["detail"] for c in res["checks"]]
+    assert res["device"] == "cpu"
+    assert (tmp_path / "passing.txt").read_text() == "grad_ascent,sisa"
+    assert "device check on cpu" in stdout
