@@ -44,15 +44,15 @@ from methods import (
     RETAIN_EVAL_MAX,
     SETTINGS,
     STEP_CAPS,
-    TUNE_EVAL,
     Prepared,
     console,
     prepare,
     tune_setting,
+    tuning_eval,
 )
 from obliviate._io import atomic_write_json, read_json
 from obliviate.metrics import DEFAULT_TAUS, avg_gap, residual_curve
-from obliviate.unlearn import TensorSet, create_unlearner
+from obliviate.unlearn import create_unlearner
 from obliviate.unlearn.tune import core_metrics, gap_scorer, tune
 
 #: Perturbations per forget sample for r_τ (RURK: 100).
@@ -115,13 +115,8 @@ def tune_rurk_rk(
     if done.get("key") == key:
         console.print(f"  [{st_name}] {MULTI}: {done['params']} (reused {path})")
         return done["params"]
-    task, test = pr.task, pr.test
-    kw: dict[str, Any] = {"retain_eval_max": RETAIN_EVAL_MAX, "device": device}
-    if st_name != "small":
-        g = torch.Generator().manual_seed(seed)
-        keep = torch.sort(torch.randperm(len(test), generator=g)[:TUNE_EVAL]).values
-        test = TensorSet(test.x[keep], test.y[keep], test.ids[keep])
-        kw = {"retain_eval_max": TUNE_EVAL, "n_max": TUNE_EVAL, "device": device}
+    task = pr.task
+    test, kw = tuning_eval(st_name, pr, seed, device)
     gm = core_metrics(pr.gold, task, test, seed=seed, **kw)
     gap_of = gap_scorer(gm, task, test, seed=seed, **kw)
     fx, fy = _forget_subset(task, R_TUNE_MAX, seed)

@@ -251,6 +251,20 @@ def prepare(st: Setting, seed: int, quick: bool, cache: Path, device: str = "cpu
     return Prepared(ds, split, req, cfg, original, gold, gold_s, task, test, tag, orig_tag)
 
 
+def tuning_eval(
+    setting: str, pr: Prepared, seed: int, device: str
+) -> tuple[TensorSet, dict[str, Any]]:
+    """(test set, ``core_metrics`` sizes) a tuning trial is scored with: in the large settings
+    seeded subsamples of ``TUNE_EVAL`` test, retain and MIA samples, so that scoring costs about
+    as much as the unlearning it scores; in the small setting everything."""
+    if setting == "small":
+        return pr.test, {"retain_eval_max": RETAIN_EVAL_MAX, "device": device}
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.sort(torch.randperm(len(pr.test), generator=g)[:TUNE_EVAL]).values
+    test = TensorSet(pr.test.x[keep], pr.test.y[keep], pr.test.ids[keep])
+    return test, {"retain_eval_max": TUNE_EVAL, "n_max": TUNE_EVAL, "device": device}
+
+
 def tune_setting(
     st: Setting,
     methods: list[str],
@@ -266,13 +280,8 @@ def tune_setting(
     In the large settings every trial is scored on subsamples (``TUNE_EVAL``) so that scoring
     costs about as much as the unlearning it scores."""
     pr = prepare(st, seed, quick, cache, device)
-    task, test = pr.task, pr.test
-    tune_kw: dict[str, Any] = {"retain_eval_max": RETAIN_EVAL_MAX, "device": device}
-    if st.name != "small":
-        g = torch.Generator().manual_seed(seed)
-        keep = torch.sort(torch.randperm(len(test), generator=g)[:TUNE_EVAL]).values
-        test = TensorSet(test.x[keep], test.y[keep], test.ids[keep])
-        tune_kw = {"retain_eval_max": TUNE_EVAL, "n_max": TUNE_EVAL, "device": device}
+    task = pr.task
+    test, tune_kw = tuning_eval(st.name, pr, seed, device)
     gm = core_metrics(pr.gold, task, test, seed=seed, **tune_kw)
     n_trials = trials or (SMALL_TRIALS if st.name == "small" else LARGE_TRIALS)
     params: dict[str, dict[str, Any]] = {}
