@@ -126,8 +126,8 @@ def tune_rurk_rk(
         curve = residual_curve(
             model, pr.gold, fx, fy, DEFAULT_TAUS, c=C_TUNE, seed=seed, device=device
         )
-        r = {c.tau: c.mean for c in curve}
-        return gap + RK_WEIGHT * rk_penalty(r), {**m, "gap": gap, "rk_penalty": rk_penalty(r)}
+        pen = rk_penalty({c.tau: c.mean for c in curve})
+        return gap + RK_WEIGHT * pen, {**m, "gap": gap, "rk_penalty": pen}
 
     res = tune(
         "rurk",
