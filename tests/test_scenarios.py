@@ -283,6 +283,56 @@ def test_strategy_request_dispatch(tmp_path):
     assert res2.cache["hits"]["request"] == 1 and res.rows_written == 3
 
 
+def test_matched_forgetting_errors_name_method_and_line():
+    got = problems(
+        """\
+        name: t
+        dataset: {name: digits}
+        requests: {ids: [1, 2]}
+        methods:
+          - {name: grad_ascent, config: {stop_forget_acc: 3.0}}
+          - {name: fisher}
+        matched_forgetting:
+          margin_pp: 2
+          methods: [grad_ascent, fisher, nope]
+        """
+    )
+    by_key = {key: (ln, msg) for ln, key, msg in got}
+    assert by_key["matched_forgetting.methods[1]"][0] == 9
+    assert "no stopping rule" in by_key["matched_forgetting.methods[1]"][1]
+    assert "'nope'" in by_key["matched_forgetting.methods[2]"][1]
+    ln, msg = by_key["methods[0].config.stop_forget_acc"]
+    assert ln == 5 and "matched_forgetting" in msg
+
+
+def test_matched_forgetting_stops_each_method_at_gold_plus_margin(tmp_path):
+    """The runner measures gold's forget accuracy on the request and gives every covered method
+    stop_forget_acc = gold + margin (recorded in the row); fisher has no stopping rule and runs
+    unchanged. A different margin recomputes the covered models only."""
+    scn = {
+        **BASE,
+        "name": "matched",
+        "requests": [{"ids": TRAIN_IDS_A + TRAIN_IDS_B}],
+        "methods": [
+            {"name": "grad_ascent", "config": {"lr": 0.01, "schedule": "constant", "epochs": 500,
+                                               "max_steps": 200}},
+            {"name": "fisher"},
+        ],
+        "matched_forgetting": {"margin_pp": 30.0},
+    }  # fmt: skip
+    run(tmp_path, scn)
+    store = ResultsStore(tmp_path / "res.db")
+    rows = {r["method"]: r for r in store.rows("matched") if r["step"] in ("unlearn", "gold")}
+    gold_fa = 100.0 - rows["gold"]["metrics"]["ua"]
+    ga = rows["grad_ascent"]["info"]
+    assert ga["params"]["stop_forget_acc"] == pytest.approx(min(100.0, gold_fa + 30.0))
+    assert ga["stats"]["stopped_early"] is True and ga["stats"]["steps"] < 200
+    assert ga["stats"]["forget_acc_at_stop"] <= ga["params"]["stop_forget_acc"]
+    assert "stop_forget_acc" not in rows["fisher"]["info"]["params"]
+    res2 = run(tmp_path, {**scn, "matched_forgetting": {"margin_pp": 10.0}})
+    assert res2.cache["misses"] == {"unlearned": 1}
+
+
 # --------------------------------------------------------------------------- suites, CLI
 
 
@@ -325,4 +375,6 @@ def test_the_readme_scenario_example_validates():
     block = re.search(r"```yaml\n(.*?)```", readme, re.S)
     assert block, "README lost its scenario example"
     scn = scenario_from_yaml(block.group(1), origin="README.md")
-    assert len(scn.requests) == 2 and [m.name for m in scn.methods] == ["fisher", "rurk"]
+    assert len(scn.requests) == 2
+    assert [m.name for m in scn.methods] == ["fisher", "rurk", "grad_ascent"]
+    assert [m.key for m in scn.matched_methods()] == ["rurk", "grad_ascent"]

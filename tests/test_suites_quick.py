@@ -38,5 +38,22 @@ def test_quick_suite_runs_end_to_end(suite, cache, tmp_path):
                 assert isinstance(r["metrics"][k], float), (scn.name, r["method"], k)
         if scn.defenses.healing is not None:
             assert any(r["step"] == "heal" for r in rows), scn.name
+        if suite == "roka":
+            _check_matched_forgetting(scn, rows)
     paths = report_from_store(store.path, tmp_path / "report")
     assert paths.html.stat().st_size > 10_000 and paths.images
+
+
+def _check_matched_forgetting(scn, rows) -> None:
+    """The roka suite compares methods at matched forgetting: grad_ascent, neggrad_plus and ROKA
+    must each end with a forget-class accuracy within the margin of gold's (their step budgets
+    are sized for it), and stop by the rule rather than the budget."""
+    assert scn.matched_forgetting is not None, scn.name
+    by = {r["method"]: r for r in rows if r["step"] in ("gold", "unlearn")}
+    gold_forget_acc = 100.0 - by["gold"]["metrics"]["ua"]
+    target = gold_forget_acc + scn.matched_forgetting.margin_pp
+    for m in ("grad_ascent", "neggrad_plus", "roka"):
+        info = by[m]["info"]
+        assert info["params"]["stop_forget_acc"] == pytest.approx(target), (scn.name, m)
+        assert info["stats"]["stopped_early"] is True, (scn.name, m, info["stats"])
+        assert 100.0 - by[m]["metrics"]["ua"] <= target + 1e-9, (scn.name, m)

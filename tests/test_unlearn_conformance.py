@@ -164,3 +164,26 @@ def test_input_model_copy_is_independent(case):
     with torch.no_grad():
         next(res.model.parameters()).add_(1.0)
     assert not torch.equal(next(m2.parameters()), next(res.model.parameters()))
+
+
+STOPPABLE = [n for n in METHODS if any(
+    f.name == "stop_forget_acc" for f in dataclasses.fields(UNLEARNERS.get(n).Config)
+)]  # fmt: skip
+
+
+def test_the_fine_tuning_family_and_roka_have_the_stopping_rule():
+    assert {"grad_ascent", "neggrad_plus", "finetune", "scrub", "rurk", "roka"} <= set(STOPPABLE)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", STOPPABLE)
+def test_matched_forgetting_stopping_rule(name, case):
+    """stop_forget_acc = 100 holds at the first check: the run ends after eval_every steps and
+    says so in its stats."""
+    model = _model_for(name, case)
+    res = create_unlearner(name, stop_forget_acc=100.0, eval_every=2).unlearn(model, _task(case))
+    assert res.stats["steps"] == 2, res.stats
+    assert res.stats["stopped_early"] is True
+    assert 0.0 <= res.stats["forget_acc_at_stop"] <= 100.0
+    with pytest.raises(ConfigError, match="eval_every"):
+        create_unlearner(name, eval_every=0)

@@ -100,6 +100,7 @@ class RURKConfig(GradientConfig):
     max_steps: int = opt(200, "Cap on the total number of iterations (RURK: 200).")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("lambda_f", "lambda_a"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"rurk: {name} must be >= 0, got {getattr(self, name)}")

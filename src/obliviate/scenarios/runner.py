@@ -840,11 +840,42 @@ def run_seed(ctx: RunContext) -> None:
         gold = train_gold(ctx, original, req)
         golds[req.index] = gold
         reference_rows(ctx, original, gold, req)
-        for m in scn.methods:
+        for m in matched_forgetting(ctx, gold, req):
             art = unlearn_step(ctx, m, chains[m.key], req)
             chains[m.key] = art
             method_rows(ctx, m, art, gold, original, req)
             defense_rows(ctx, m, art, gold, original, req)
+
+
+def matched_forgetting(ctx: RunContext, gold: Artifact, req: StepRequest) -> list[MethodSpec]:
+    """The scenario's methods for step ``req``, with the matched-forgetting stopping rule set.
+
+    With ``matched_forgetting`` (ROKA, arXiv 2603.00436: methods compared at equal forgetting),
+    each method it covers gets ``stop_forget_acc`` = gold's accuracy on the step's request
+    (percent, true labels) + ``margin_pp``; the target enters the method's cache key, so a new
+    gold recomputes it. Other methods are returned unchanged.
+    """
+    scn = ctx.scenario
+    covered = {m.key for m in scn.matched_methods()}
+    if not covered:
+        return list(scn.methods)
+    from obliviate.inference import batched_logits
+
+    x, y = ctx.dataset.tensors(req.request.ids)
+    pred = batched_logits(gold.model, x, device=ctx.device).argmax(1)
+    gold_acc = 100.0 * float((pred == y).double().mean())
+    assert scn.matched_forgetting is not None  # covered is empty otherwise
+    target = min(100.0, round(gold_acc + scn.matched_forgetting.margin_pp, 6))
+    ctx.log(
+        f"req {req.index} · matched forgetting: gold forget acc {gold_acc:.2f} %, "
+        f"stop at <= {target:.2f} %"
+    )
+    return [
+        m.model_copy(update={"config": {**m.config, "stop_forget_acc": target}})
+        if m.key in covered
+        else m
+        for m in scn.methods
+    ]
 
 
 def run_scenario(

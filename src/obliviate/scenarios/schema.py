@@ -220,6 +220,20 @@ class DefensesSpec(_Strict):
     healing: HealingSpec | None = None
 
 
+class MatchedForgettingSpec(_Strict):
+    """Matched forgetting (ROKA, arXiv 2603.00436 §5: methods compared at equal forgetting).
+
+    Every method of ``methods`` (default: all whose config has ``stop_forget_acc``, i.e. the
+    fine-tuning family and ROKA) stops once its forget accuracy on the step's request is
+    ``<= gold's + margin_pp``; gold's is measured by the runner on the same images. Methods
+    without a stopping rule run as configured. Raise ``max_steps``/``epochs`` so the rule, not
+    the step budget, ends the run; rows record the target and whether it was reached.
+    """
+
+    margin_pp: float = Field(2.0, ge=0, le=100)
+    methods: list[str] | None = None
+
+
 class AuditSpec(_Strict):
     """Options of :func:`obliviate.audit.audit` (DESIGN.md "Definitions to share")."""
 
@@ -246,6 +260,7 @@ class Scenario(_Strict):
     methods: list[MethodSpec] = Field(default_factory=list)
     defenses: DefensesSpec = Field(default_factory=DefensesSpec)
     audit: AuditSpec = Field(default_factory=AuditSpec)
+    matched_forgetting: MatchedForgettingSpec | None = None
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     device: str = "cpu"
     attack_model: Literal["original", "gold"] = Field(
@@ -292,6 +307,17 @@ class Scenario(_Strict):
         from obliviate.unlearn import UNLEARNERS
 
         return [m for m in self.methods if not ({"exact"} & UNLEARNERS.get(m.name).tags)]
+
+    def matched_methods(self) -> list[MethodSpec]:
+        """Methods that the ``matched_forgetting`` stopping rule applies to (empty if unset)."""
+        mf = self.matched_forgetting
+        if mf is None:
+            return []
+        if mf.methods is not None:
+            return [self.method(k) for k in mf.methods]
+        from obliviate.unlearn import UNLEARNERS
+
+        return [m for m in self.methods if _has_stop_rule(UNLEARNERS.get(m.name).Config)]
 
     def config_hash(self) -> str:
         """SHA-256 of the validated scenario (canonical JSON): keys its rows in the store."""
@@ -617,6 +643,25 @@ def semantic_problems(scn: Scenario) -> list[tuple[Loc, str]]:
             for j, v in enumerate(getattr(h, field)):
                 if names is not None and v not in names:
                     p.append((("defenses", "healing", field, j), f"unknown {v!r}; known: {names}"))
+    mf = scn.matched_forgetting
+    if mf is not None:
+        for j, k in enumerate(mf.methods or []):
+            loc = ("matched_forgetting", "methods", j)
+            if k not in seen:
+                p.append((loc, f"no method {k!r} in `methods`"))
+            elif scn.methods[seen[k]].name in UNLEARNERS and not _has_stop_rule(
+                UNLEARNERS.get(scn.methods[seen[k]].name).Config
+            ):
+                p.append((loc, f"method {k!r} has no stopping rule (no option stop_forget_acc)"))
+        for i, m in enumerate(scn.methods):
+            if "stop_forget_acc" in m.config and (mf.methods is None or m.key in mf.methods):
+                p.append(
+                    (
+                        ("methods", i, "config", "stop_forget_acc"),
+                        "set by `matched_forgetting` (gold's forget accuracy + margin_pp); "
+                        "remove it here or list the other methods in matched_forgetting.methods",
+                    )
+                )
     a = scn.audit
     if a.perturbation not in PERTURBATIONS:
         p.append((("audit", "perturbation"), f"unknown; known: {PERTURBATIONS.names()}"))
@@ -627,6 +672,11 @@ def semantic_problems(scn: Scenario) -> list[tuple[Loc, str]]:
         if name not in AUDIT_METRICS:
             p.append((("audit", "metrics", j), f"unknown metric; known: {list(AUDIT_METRICS)}"))
     return p
+
+
+def _has_stop_rule(config_cls: type) -> bool:
+    """Whether an unlearner's config has the matched-forgetting option ``stop_forget_acc``."""
+    return any(f.name == "stop_forget_acc" for f in dataclasses.fields(config_cls))
 
 
 def _strategies() -> list[str] | None:
@@ -684,6 +734,7 @@ __all__ = [
     "IdsRequest",
     "IndirectRequest",
     "IndirectSpec",
+    "MatchedForgettingSpec",
     "MethodSpec",
     "ModelSpec",
     "RequestSpec",

@@ -27,6 +27,7 @@ from torch import nn
 
 from obliviate.config import build_config, opt
 from obliviate.errors import ConfigError, RequestError
+from obliviate.inference import batched_logits
 from obliviate.registry import Registry
 from obliviate.unlearn.task import TensorSet, UnlearnTask
 from obliviate.utils import ProgressBar, resolve_device, seed_everything
@@ -154,6 +155,58 @@ class GradientConfig:
     schedule: Literal["constant", "cosine"] = opt("cosine", "LR schedule, stepped per batch.")
     grad_clip: float = opt(0.0, "Clip the global gradient norm (0 disables).")
     max_steps: int = opt(0, "Stop after this many steps (0: no cap).")
+    stop_forget_acc: float = opt(
+        -1.0,
+        "Stop once the forget accuracy on the request (percent, true labels) is <= this "
+        "(negative disables). Matched forgetting (ROKA, arXiv 2603.00436): set it to gold's "
+        "forget accuracy plus a margin, e.g. with a scenario's `matched_forgetting`.",
+    )
+    eval_every: int = opt(
+        1, "Check stop_forget_acc every this many steps (one pass over the request each)."
+    )
+
+    def __post_init__(self) -> None:
+        if self.eval_every < 1:
+            raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
+        if self.stop_forget_acc > 100:
+            raise ConfigError(
+                f"stop_forget_acc is a percentage (<= 100), got {self.stop_forget_acc}"
+            )
+
+
+class ForgetStop:
+    """The matched-forgetting stopping rule shared by the fine-tuning family.
+
+    ``check(model, step)`` returns True once the forget accuracy (percent, on the whole request,
+    eval mode, true labels) is ``<= cfg.stop_forget_acc``; it is evaluated every
+    ``cfg.eval_every`` steps and never when the rule is disabled (negative threshold). ``stats``
+    gives ``stopped_early`` and the last measured ``forget_acc_at_stop`` (None if never measured).
+    """
+
+    def __init__(self, cfg: GradientConfig, task: UnlearnTask) -> None:
+        self.threshold = cfg.stop_forget_acc
+        self.every = cfg.eval_every
+        self.forget = task.forget
+        self.device = resolve_device(task.device)
+        self.stopped = False
+        self.last: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.threshold >= 0 and len(self.forget) > 0
+
+    def check(self, model: nn.Module, step: int) -> bool:
+        if not self.enabled or step % self.every:
+            return False
+        pred = batched_logits(model, self.forget.x, device=self.device).argmax(1)
+        self.last = 100.0 * float((pred == self.forget.y).double().mean())
+        self.stopped = self.last <= self.threshold
+        return self.stopped
+
+    def stats(self) -> dict[str, Any]:
+        if not self.enabled:
+            return {}
+        return {"stopped_early": self.stopped, "forget_acc_at_stop": self.last}
 
 
 class GradientUnlearner(Unlearner):
@@ -213,6 +266,7 @@ class GradientUnlearner(Unlearner):
         sched = torch.optim.lr_scheduler.LambdaLR(opt_, factor)
         other_iter = _cycle(other, bs, g) if other is not None and len(other) else None
         step, loss_sum = 0, 0.0
+        stop = ForgetStop(cfg, task)
         model.train()
         with ProgressBar(total, self.name, enabled=False) as bar:
             while step < total:
@@ -239,7 +293,10 @@ class GradientUnlearner(Unlearner):
                     bar.advance()
                     if not math.isfinite(loss_sum):
                         raise FloatingPointError(f"method {self.name!r} diverged at step {step}")
-        return {"steps": step, "mean_loss": loss_sum / max(1, step)}
+                    if stop.check(model, step):
+                        total = step
+                        break
+        return {"steps": step, "mean_loss": loss_sum / max(1, step), **stop.stats()}
 
 
 def make_optimizer(params: list[nn.Parameter], cfg: GradientConfig) -> torch.optim.Optimizer:

@@ -63,6 +63,7 @@ class CFkConfig(GradientConfig):
     lr: float = opt(0.01, "Learning rate (RURK: 1e-2).")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.k < 1:
             raise ConfigError(f"k must be >= 1, got {self.k}")
 

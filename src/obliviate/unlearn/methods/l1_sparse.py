@@ -36,6 +36,7 @@ class L1SparseConfig(GradientConfig):
     lr: float = opt(0.01, "Learning rate (Jia et al.: 0.01).")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.gamma < 0:
             raise ConfigError(f"gamma must be >= 0, got {self.gamma}")
         if self.no_l1_epochs < 0:

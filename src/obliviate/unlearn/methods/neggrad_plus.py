@@ -36,6 +36,7 @@ class NegGradPlusConfig(GradientConfig):
     grad_clip: float = opt(1.0, "Clip the global gradient norm (RURK: 1); guards against blow-up.")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"neggrad_plus: alpha must be in [0, 1], got {self.alpha}")
 

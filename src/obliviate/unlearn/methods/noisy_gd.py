@@ -35,6 +35,7 @@ class NoisyGDConfig(GradientConfig):
     lr: float = opt(0.01, "Learning rate eta (RURK: 0.1 with sigma 0.03 on ResNet-18).")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.sigma < 0:
             raise ConfigError(f"sigma must be >= 0, got {self.sigma}")
 

@@ -66,6 +66,7 @@ class RandomLabelConfig(GradientConfig):
     lr: float = opt(0.01, "Learning rate (SalUn RL: 0.01-0.013; 0.1 in one README recipe).")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.alpha < 0:
             raise ConfigError(f"alpha must be >= 0, got {self.alpha}")
 

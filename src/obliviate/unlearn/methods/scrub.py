@@ -38,6 +38,7 @@ from torch import nn
 from obliviate.config import opt
 from obliviate.errors import ConfigError, RequestError
 from obliviate.unlearn.base import (
+    ForgetStop,
     GradientConfig,
     GradientUnlearner,
     make_optimizer,
@@ -78,6 +79,7 @@ class ScrubConfig(GradientConfig):
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.kd_T <= 0:
             raise ConfigError(f"kd_T must be > 0, got {self.kd_T}")
         if self.msteps < 0:
@@ -136,12 +138,13 @@ class Scrub(GradientUnlearner):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt_, factor)
         counts = {"max_steps_taken": 0, "min_steps_taken": 0}
+        stop = ForgetStop(cfg, task)
         sums = {"max": 0.0, "min": 0.0}
 
         def run(part: TensorSet, bs: int, kind: str) -> None:
             perm = torch.randperm(len(part), generator=g)
             for i in range(0, len(part), bs):
-                if counts["max_steps_taken"] + counts["min_steps_taken"] >= total:
+                if stop.stopped or counts["max_steps_taken"] + counts["min_steps_taken"] >= total:
                     return
                 idx = perm[i : i + bs]
                 x, y = part.x[idx].to(dev), part.y[idx].to(dev)
@@ -160,6 +163,7 @@ class Scrub(GradientUnlearner):
                     raise FloatingPointError(f"method 'scrub' diverged in a {kind}-step")
                 sums[kind] += value
                 counts[f"{kind}_steps_taken"] += 1
+                stop.check(model, counts["max_steps_taken"] + counts["min_steps_taken"])
 
         model.train()
         try:
@@ -175,4 +179,5 @@ class Scrub(GradientUnlearner):
             **counts,
             "mean_max_loss": sums["max"] / max(1, counts["max_steps_taken"]),
             "mean_min_loss": sums["min"] / max(1, counts["min_steps_taken"]),
+            **stop.stats(),
         }
