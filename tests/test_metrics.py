@@ -283,6 +283,38 @@ def test_residual_closed_form_count_with_gaussian_noise():
     assert r.disagreement == pytest.approx(float(((xp > 0.3) != (xp > 0.5)).double().mean()))
 
 
+def test_residual_reuses_gold_predictions_only_for_identical_inputs():
+    """Auditing several models against one gold model runs gold once per (τ, data, seed, c); the
+    numbers equal a fresh computation, and changed gold weights or seed are recomputed."""
+    from obliviate.metrics import residual as rmod
+
+    gold, unl = tiny(6, d_in=8, scale=3.0), tiny(7, d_in=8, scale=3.0)
+    x, y = data(12, 50)
+    calls = []
+    h = gold.register_forward_hook(lambda *a: calls.append(1))
+    rmod.clear_gold_cache()
+    fresh = residual_knowledge(unl, gold, x, y, tau=0.1, c=8, seed=1, batch_size=30)
+    n_fresh = len(calls)
+    again = residual_knowledge(unl, gold, x, y, tau=0.1, c=8, seed=1, batch_size=30)
+    assert len(calls) == n_fresh > 0  # gold not run again
+    assert torch.equal(again.hits_gold, fresh.hits_gold)
+    assert torch.equal(again.hits_unlearned, fresh.hits_unlearned)
+    assert again.disagreement == fresh.disagreement and again.mean == fresh.mean
+    residual_knowledge(unl, gold, x, y, tau=0.1, c=8, seed=2, batch_size=30)
+    assert len(calls) > n_fresh  # another seed: other perturbations, gold runs
+    n = len(calls)
+    with torch.no_grad():
+        next(gold.parameters()).add_(0.5)
+    moved = residual_knowledge(unl, gold, x, y, tau=0.1, c=8, seed=1, batch_size=30)
+    assert len(calls) > n  # other weights: recomputed
+    rmod.clear_gold_cache()
+    assert torch.equal(
+        moved.hits_gold,
+        residual_knowledge(unl, gold, x, y, tau=0.1, c=8, seed=1, batch_size=30).hits_gold,
+    )
+    h.remove()
+
+
 def test_residual_skipped_when_gold_never_hits_and_curve():
     unl, gold = threshold_model(0.5), threshold_model(2.0)  # gold never predicts class 1
     x = torch.tensor([0.6, 0.7, 0.8]).view(3, 1, 1, 1)
