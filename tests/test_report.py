@@ -82,7 +82,12 @@ def make_rows() -> tuple[list[dict], list[dict]]:
         fisher = _metrics(rng, 93, 90, gap=1.5, r=1.2, speed=9.0 + seed)
         fisher["r_tau@0/mean"] = "skipped: every forget sample has zero gold hits"
         rows.append(_row("demo", "unlearn", "fisher", seed, fisher, t=3.0 + seed))
-        rows.append(_row("demo", "unlearn", "rurk", seed, _metrics(rng, 95, 94, speed=5.0), t=6))
+        matched = {  # seed 0 stopped by the matched-forgetting rule, seed 1 ran its budget
+            "params": {"stop_forget_acc": 6.5},
+            "stats": {"steps": 12 if seed == 0 else 200, "stopped_early": seed == 0},
+        }
+        rurk = _metrics(rng, 95, 94, speed=5.0)
+        rows.append(_row("demo", "unlearn", "rurk", seed, rurk, info=matched, t=6))
         heal = _metrics(rng, 96, 95, with_r=False)
         rows.append(
             _row("demo", "heal", "fisher", seed, heal, variant="twins/feature_cosine/e1", t=2)
@@ -185,6 +190,14 @@ def test_tables_hold_mean_std_and_median_from_numpy(report):
     assert (heal["Pool"], heal["Similarity"], heal["Epochs"]) == ("twins", "feature_cosine", "1")
     assert heal["Test after"] == f"{after.mean():.2f} ± {after.std(ddof=1):.2f}"
     assert heal["Δ test"] == f"{after.mean() - test.mean():+.2f}"
+
+
+def test_matched_forgetting_note_counts_seeds_and_steps(report):
+    _, paths, _ = report
+    md = paths.markdown.read_text()
+    assert "Matched forgetting" in md and "(6.50 %)" in md
+    assert "rurk 1/2 seeds, median 106 steps" in md
+    assert "fisher 0/" not in md  # fisher ran without a stopping rule
 
 
 def test_images_are_valid_pngs_and_deterministic(report, tmp_path):

@@ -578,6 +578,36 @@ def _metrics_section(b: _Builder, g: _Group, level: int, scope: str) -> None:
         if len(taus) < len(all_taus):
             text += f" (all {len(all_taus)} τ under {SECTION_TITLES['residual']})"
     b.para(text + ".")
+    note = _matched_note(models)
+    if note:
+        b.para(note)
+
+
+def _matched_note(models: Sequence[_Entry]) -> str:
+    """One sentence on matched forgetting: each method run with a ``stop_forget_acc`` target
+    (the scenario's ``matched_forgetting``), whether it stopped by the rule on every seed, and
+    its median number of steps."""
+    parts, targets = [], []
+    for e in models:
+        if e.step != "unlearn":
+            continue
+        tg = [r.info.get("params", {}).get("stop_forget_acc") for r in e.rows]
+        if not all(_is_num(t) and t >= 0 for t in tg):
+            continue
+        targets += tg
+        stats = [r.info.get("stats") or {} for r in e.rows]
+        hit = sum(bool(st.get("stopped_early")) for st in stats)
+        steps = [st["steps"] for st in stats if _is_num(st.get("steps"))]
+        step_txt = f", median {float(np.median(steps)):g} steps" if steps else ""
+        parts.append(f"{e.label} {hit}/{len(stats)} seeds{step_txt}")
+    if not parts:
+        return ""
+    lo, hi = min(targets), max(targets)
+    rng = f"{lo:.2f} %" if math.isclose(lo, hi) else f"{lo:.2f}–{hi:.2f} %"
+    return (
+        f"Matched forgetting: each of these methods stops once its accuracy on the request is "
+        f"≤ gold's + margin ({rng}); reached by the rule on: {'; '.join(parts)}."
+    )
 
 
 def _accuracy_section(b: _Builder, g: _Group, level: int, scope: str) -> None:
