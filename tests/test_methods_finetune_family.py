@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from obliviate.errors import ConfigError, RequestError
 from obliviate.models import create_model
 from obliviate.unlearn import TensorSet, UnlearnTask, create_unlearner
 from obliviate.unlearn.methods.cf_k import last_k_layers
@@ -213,3 +214,40 @@ def test_scrub_kl_and_step_counts():
     ).unlearn(_cnn(), _task())
     assert res.stats["max_steps_taken"] == 2 * 3  # 2 epochs x ceil(40/16)
     assert res.stats["min_steps_taken"] == 3 * 5  # 3 epochs x ceil(160/32)
+
+
+def test_stop_at_val_acc_uses_the_input_models_class_weighted_val_accuracy():
+    """Gold-free matched forgetting: the threshold is the input model's accuracy on validation
+    images of the request's classes, weighted by the request's class mix (here 3:1)."""
+    from obliviate.inference import batched_logits
+
+    g = torch.Generator().manual_seed(7)
+    base = _task()
+    fy = base.forget.y.clone()
+    fy[30:] = 1  # request: 30 images of class 0, 10 of class 1
+    forget = TensorSet(base.forget.x, fy, base.forget.ids)
+    vx = torch.rand(60, 1, 8, 8, generator=g)
+    vy = torch.arange(60) % NUM_CLASSES
+    val = TensorSet(vx, vy, torch.arange(1000, 1060))
+    task = UnlearnTask(forget=forget, _retain=base.retain, val=val, num_classes=NUM_CLASSES)
+    model = _cnn()
+    hit = batched_logits(model, vx).argmax(1) == vy
+    want = 100.0 * (0.75 * float(hit[vy == 0].double().mean()) + 0.25 * float(
+        hit[vy == 1].double().mean()
+    ))  # fmt: skip
+    res = create_unlearner("grad_ascent", stop_at_val_acc=True, lr=0.05, max_steps=30).unlearn(
+        model, task
+    )
+    assert res.stats["stop_threshold"] == pytest.approx(want)
+    if res.stats["stopped_early"]:
+        assert res.stats["forget_acc_at_stop"] <= want
+    else:
+        assert res.stats["steps"] == 30 and res.stats["forget_acc_at_stop"] > want
+    with pytest.raises(RequestError, match="needs validation data"):
+        create_unlearner("grad_ascent", stop_at_val_acc=True).unlearn(model, base)
+    no_class_1 = TensorSet(vx[vy != 1], vy[vy != 1], val.ids[vy != 1])
+    bad = UnlearnTask(forget=forget, _retain=base.retain, val=no_class_1, num_classes=NUM_CLASSES)
+    with pytest.raises(RequestError, match=r"classes \[1\]"):
+        create_unlearner("grad_ascent", stop_at_val_acc=True).unlearn(model, bad)
+    with pytest.raises(ConfigError, match="not both"):
+        create_unlearner("grad_ascent", stop_at_val_acc=True, stop_forget_acc=5.0)

@@ -654,10 +654,12 @@ def semantic_problems(scn: Scenario) -> list[tuple[Loc, str]]:
             ):
                 p.append((loc, f"method {k!r} has no stopping rule (no option stop_forget_acc)"))
         for i, m in enumerate(scn.methods):
-            if "stop_forget_acc" in m.config and (mf.methods is None or m.key in mf.methods):
+            for opt_name in ("stop_forget_acc", "stop_at_val_acc"):
+                if opt_name not in m.config or not (mf.methods is None or m.key in mf.methods):
+                    continue
                 p.append(
                     (
-                        ("methods", i, "config", "stop_forget_acc"),
+                        ("methods", i, "config", opt_name),
                         "set by `matched_forgetting` (gold's forget accuracy + margin_pp); "
                         "remove it here or list the other methods in matched_forgetting.methods",
                     )

@@ -164,6 +164,13 @@ class GradientConfig:
     eval_every: int = opt(
         1, "Check stop_forget_acc every this many steps (one pass over the request each)."
     )
+    stop_at_val_acc: bool = opt(
+        False,
+        "Gold-free matched forgetting: stop once the forget accuracy is <= the input model's "
+        "accuracy on the task's validation images of the request's classes (weighted by the "
+        "request's class mix), i.e. once the request looks like unseen data. Needs validation "
+        "data; excludes stop_forget_acc.",
+    )
 
     def __post_init__(self) -> None:
         if self.eval_every < 1:
@@ -172,24 +179,51 @@ class GradientConfig:
             raise ConfigError(
                 f"stop_forget_acc is a percentage (<= 100), got {self.stop_forget_acc}"
             )
+        if self.stop_at_val_acc and self.stop_forget_acc >= 0:
+            raise ConfigError(
+                "set either stop_forget_acc (a fixed threshold) or stop_at_val_acc (the "
+                f"validation accuracy), not both; got stop_forget_acc={self.stop_forget_acc}"
+            )
 
 
 class ForgetStop:
     """The matched-forgetting stopping rule shared by the fine-tuning family.
 
     ``check(model, step)`` returns True once the forget accuracy (percent, on the whole request,
-    eval mode, true labels) is ``<= cfg.stop_forget_acc``; it is evaluated every
-    ``cfg.eval_every`` steps and never when the rule is disabled (negative threshold). ``stats``
-    gives ``stopped_early`` and the last measured ``forget_acc_at_stop`` (None if never measured).
+    eval mode, true labels) is ``<= threshold``; it is evaluated every ``cfg.eval_every`` steps
+    and never when the rule is disabled (negative threshold). The threshold is
+    ``cfg.stop_forget_acc``, or with ``cfg.stop_at_val_acc`` the accuracy of ``model`` (the input
+    model, before any step) on the validation images of the request's classes, each class
+    weighted by its share of the request. ``stats`` gives ``stopped_early``, the threshold and
+    the last measured ``forget_acc_at_stop`` (None if never measured).
     """
 
-    def __init__(self, cfg: GradientConfig, task: UnlearnTask) -> None:
+    def __init__(self, cfg: GradientConfig, task: UnlearnTask, model: nn.Module) -> None:
         self.threshold = cfg.stop_forget_acc
         self.every = cfg.eval_every
         self.forget = task.forget
         self.device = resolve_device(task.device)
         self.stopped = False
         self.last: float | None = None
+        if getattr(cfg, "stop_at_val_acc", False):
+            self.threshold = self._val_accuracy(model, task)
+
+    def _val_accuracy(self, model: nn.Module, task: UnlearnTask) -> float:
+        val = task.val
+        if val is None or len(val) == 0:
+            raise RequestError(
+                "stop_at_val_acc needs validation data in the task (split with val > 0)"
+            )
+        classes, counts = torch.unique(self.forget.y, return_counts=True)
+        missing = [int(c) for c in classes if not bool((val.y == c).any())]
+        if missing:
+            raise RequestError(
+                f"stop_at_val_acc: the validation set has no images of the request's classes "
+                f"{missing}"
+            )
+        hit = batched_logits(model, val.x, device=self.device).argmax(1) == val.y
+        per_class = torch.stack([hit[val.y == c].double().mean() for c in classes])
+        return 100.0 * float((per_class * counts.double()).sum() / counts.sum())
 
     @property
     def enabled(self) -> bool:
@@ -206,7 +240,11 @@ class ForgetStop:
     def stats(self) -> dict[str, Any]:
         if not self.enabled:
             return {}
-        return {"stopped_early": self.stopped, "forget_acc_at_stop": self.last}
+        return {
+            "stopped_early": self.stopped,
+            "stop_threshold": self.threshold,
+            "forget_acc_at_stop": self.last,
+        }
 
 
 class GradientUnlearner(Unlearner):
@@ -266,7 +304,7 @@ class GradientUnlearner(Unlearner):
         sched = torch.optim.lr_scheduler.LambdaLR(opt_, factor)
         other_iter = _cycle(other, bs, g) if other is not None and len(other) else None
         step, loss_sum = 0, 0.0
-        stop = ForgetStop(cfg, task)
+        stop = ForgetStop(cfg, task, model)
         model.train()
         with ProgressBar(total, self.name, enabled=False) as bar:
             while step < total:
