@@ -38,6 +38,14 @@ r_τ up to ≈ 0.03 on CIFAR; on MNIST-class data, whose models are robust to CI
 r_τ grid reaches 0.3 (DESIGN.md), where a fixed τ = 0.03 leaves the residual knowledge in place
 (``bench/_rurk_section.py`` measures both).
 
+Gold-free stopping (extension, not in the paper): RURK takes the fine-tuning family's
+``stop_at_val_acc`` (see :class:`~obliviate.unlearn.base.GradientConfig`). The −λ_f·CE(forget)
+term is unbounded, and on MNIST-class CNNs a fixed iteration budget either leaves the model where
+it was or drives the request to UA ≈ 100 (``bench/_rurk_section.py``). With the rule the ascent
+ends once the request is recognised no better than the input model recognises unseen validation
+images of the same classes, which is where a retrained model sits; the ``rurk`` suite reports
+it as ``rurk_val``.
+
 Perturbations and wrong labels come from their own generator (seeded by the task seed), so the
 batch order does not depend on the perturbation kind and runs are deterministic under a seed.
 """
