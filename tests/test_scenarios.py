@@ -343,6 +343,10 @@ def test_suites_validate_in_both_sizes(suite):
     assert len(quick) == len(full) >= 1
     for q, f in zip(quick, full, strict=True):
         assert q.name == f.name
+    if suite == "healing":  # the general spare set is a random subset, not the whole reserve
+        for f in full:
+            h = f.defenses.healing
+            assert "spares" in h.pools and 0 < h.options["spare_pool_size"] < f.split.reserve
 
 
 def test_cli_run_writes_rows_and_prints_summary(tmp_path):
