@@ -216,6 +216,24 @@ def test_scrub_kl_and_step_counts():
     assert res.stats["min_steps_taken"] == 3 * 5  # 3 epochs x ceil(160/32)
 
 
+def test_scrub_step_cap_keeps_the_balance_of_max_and_min_steps():
+    """max_steps cuts max- and min-steps in proportion: 40 forget images in batches of 4 give
+    10 max-steps per pass against 5 min-steps, so a cap of 12 allows 8 + 4 (a cap on the sum
+    alone gave 10 + 2: the max-pass that opens the epoch took nearly all of it)."""
+    from obliviate.unlearn.methods.scrub import ScrubConfig, scrub_budgets
+
+    kw = dict(epochs=1, msteps=1, batch_size=32, forget_batch_size=4)
+    assert scrub_budgets(ScrubConfig(**kw), 40, 160) == {"max": 10, "min": 5}
+    assert scrub_budgets(ScrubConfig(**kw, max_steps=12), 40, 160) == {"max": 8, "min": 4}
+    assert scrub_budgets(ScrubConfig(**kw, max_steps=1), 40, 160) == {"max": 1, "min": 0}
+    assert scrub_budgets(ScrubConfig(**kw, max_steps=99), 40, 160) == {"max": 10, "min": 5}
+    assert scrub_budgets(ScrubConfig(**{**kw, "msteps": 0}, max_steps=3), 40, 160) == {
+        "max": 0, "min": 3,
+    }  # fmt: skip
+    res = create_unlearner("scrub", **kw, max_steps=12).unlearn(_cnn(), _task())
+    assert (res.stats["max_steps_taken"], res.stats["min_steps_taken"]) == (8, 4)
+
+
 def test_stop_at_val_acc_uses_the_input_models_class_weighted_val_accuracy():
     """Gold-free matched forgetting: the threshold is the input model's accuracy on validation
     images of the request's classes, weighted by the request's class mix (here 3:1)."""

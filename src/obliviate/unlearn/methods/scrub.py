@@ -18,6 +18,10 @@ instead of their 2: with forget sets of hundreds of images (dozens of max-steps 
 second max-pass collapses the forget set (Fashion-MNIST, small_cnn, 600 images of class 0
 forgotten: forget accuracy 0 % with msteps = 2, 74 % with msteps = 1, gold 73 %).
 
+``max_steps`` (a step budget, e.g. for benchmarks that tune on a small request and report on a
+large one) cuts max- and min-steps in proportion to the uncapped schedule
+(:func:`scrub_budgets`), so a capped SCRUB keeps its balance of forgetting and repair.
+
 Deviations: α weighs the KL term and γ the CE term, as in the code (RURK App. B.3 quotes γ up
 to 75 for class forgetting); the unused ``beta`` (extra distillation loss) and ``smoothing``
 (SWA parameter distance, 0 in their recipe) terms are left out. The optimiser is built over the
@@ -46,6 +50,25 @@ from obliviate.unlearn.base import (
 )
 from obliviate.unlearn.task import TensorSet
 from obliviate.utils import resolve_device
+
+
+def scrub_budgets(cfg: ScrubConfig, n_forget: int, n_retain: int) -> dict[str, int]:
+    """Max- and min-steps a SCRUB run may take: ``{"max": …, "min": …}``.
+
+    Uncapped, SCRUB takes ``min(msteps, epochs) · ⌈n_forget / forget_batch_size⌉`` max-steps and
+    ``epochs · ⌈n_retain / batch_size⌉`` min-steps. When ``max_steps`` binds, both are cut in
+    proportion (max-steps rounded, at least 1 if there are any), so the cap keeps SCRUB's
+    balance of forgetting and repair whatever the request's size; a cap applied to the sum
+    alone would spend it on the max-passes that open every epoch, i.e. pure ascent on a large
+    request (why SCRUB tuned on a small request diverged on a large one, issue 4).
+    """
+    t_max = min(cfg.msteps, cfg.epochs) * math.ceil(n_forget / cfg.forget_batch_size)
+    t_min = cfg.epochs * math.ceil(n_retain / cfg.batch_size)
+    if cfg.max_steps <= 0 or cfg.max_steps >= t_max + t_min:
+        return {"max": t_max, "min": t_min}
+    b_max = round(cfg.max_steps * t_max / (t_max + t_min))
+    b_max = min(t_max, max(1 if t_max else 0, b_max))
+    return {"max": b_max, "min": min(t_min, cfg.max_steps - b_max)}
 
 
 def distill_kl(
@@ -124,12 +147,8 @@ class Scrub(GradientUnlearner):
             p.requires_grad_(False)
         params = self.trainable(model)
         opt_ = make_optimizer(params, cfg)
-        n_max = min(cfg.msteps, cfg.epochs)
-        total = cfg.epochs * math.ceil(len(retain) / cfg.batch_size) + n_max * math.ceil(
-            len(forget) / cfg.forget_batch_size
-        )
-        if cfg.max_steps > 0:
-            total = min(total, cfg.max_steps)
+        budget = scrub_budgets(cfg, len(forget), len(retain))
+        total = budget["max"] + budget["min"]
 
         def factor(s: int) -> float:
             if cfg.schedule == "constant" or total <= 1:
@@ -144,7 +163,7 @@ class Scrub(GradientUnlearner):
         def run(part: TensorSet, bs: int, kind: str) -> None:
             perm = torch.randperm(len(part), generator=g)
             for i in range(0, len(part), bs):
-                if stop.stopped or counts["max_steps_taken"] + counts["min_steps_taken"] >= total:
+                if stop.stopped or counts[f"{kind}_steps_taken"] >= budget[kind]:
                     return
                 idx = perm[i : i + bs]
                 x, y = part.x[idx].to(dev), part.y[idx].to(dev)
