@@ -347,6 +347,8 @@ def test_suites_validate_in_both_sizes(suite):
         for f in full:
             h = f.defenses.healing
             assert "spares" in h.pools and 0 < h.options["spare_pool_size"] < f.split.reserve
+            # 100 random spares hold ~10 of the request's class: the rest must not be an error
+            assert h.options["fallback"] == "remaining_only"
 
 
 def test_cli_run_writes_rows_and_prints_summary(tmp_path):
