@@ -45,6 +45,7 @@ from obliviate.data.dataset import ImageDataset
 from obliviate.data.request import ForgetRequest
 from obliviate.data.split import Split
 from obliviate.errors import ConfigError
+from obliviate.memo import LRUCache, fingerprint, module_fingerprint
 from obliviate.metrics import (
     DEFAULT_C,
     MetricError,
@@ -176,8 +177,14 @@ def _run(fn: Callable[[Tensor], Tensor], x: Tensor, device: str | torch.device) 
     return torch.cat(outs)
 
 
+#: Each (model, set) pair's logits and penultimate features, keyed by the contents of both: the
+#: gold and original columns of a scenario step's many audits are computed once. Bounded LRU.
+_OUTPUTS: LRUCache[Tensor] = LRUCache("audit outputs", 96)
+
+
 class _Outputs:
-    """Each model's logits on each set, computed once (keyed by model identity)."""
+    """Each model's logits on each set, computed once per audit and memoised across audits by the
+    fingerprints of the model's weights and the set's images (so never stale)."""
 
     def __init__(
         self,
@@ -189,29 +196,32 @@ class _Outputs:
         self.device = device
         self.data = data
         self.fast: dict[str, FastInference] = {}
-        by_id: dict[int, FastInference] = {}
+        self._model_fp: dict[str, str] = {}
+        by_id: dict[int, tuple[FastInference, str]] = {}
         for col, m in models.items():
             if id(m) not in by_id:
-                by_id[id(m)] = FastInference(m, micro_batch, device)
-            self.fast[col] = by_id[id(m)]
-        self._cache: dict[tuple[int, str, str], Tensor] = {}
+                by_id[id(m)] = (FastInference(m, micro_batch, device), module_fingerprint(m))
+            self.fast[col], self._model_fp[col] = by_id[id(m)]
+        self._data_fp = {p: fingerprint(xy[0]) for p, xy in data.items()}
+        self._tag = (micro_batch, str(device))
+
+    def _get(self, col: str, part: str, kind: str) -> Tensor:
+        key = (self._model_fp[col], self._data_fp[part], kind, self._tag)
+        hit = _OUTPUTS.get(key)
+        if hit is None:
+            f = self.fast[col]
+            hit = _OUTPUTS.put(key, _run(f if kind == "logits" else f.features,
+                                         self.data[part][0], self.device))  # fmt: skip
+        return hit
 
     def logits(self, col: str, part: str) -> Tensor:
-        f = self.fast[col]
-        key = (id(f), part, "logits")
-        if key not in self._cache:
-            self._cache[key] = _run(f, self.data[part][0], self.device)
-        return self._cache[key]
+        return self._get(col, part, "logits")
 
     def pred(self, col: str, part: str) -> Tensor:
         return self.logits(col, part).argmax(1)
 
     def features(self, col: str, part: str) -> Tensor:
-        f = self.fast[col]
-        key = (id(f), part, "features")
-        if key not in self._cache:
-            self._cache[key] = _run(f.features, self.data[part][0], self.device)
-        return self._cache[key]
+        return self._get(col, part, "features")
 
 
 # ------------------------------------------------------------------------------------ report

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from obliviate.errors import ConfigError
+from obliviate.memo import LRUCache, fingerprint
 from obliviate.metrics._common import METRICS, MetricError, check_xy, logits
 
 Feature = Literal["prob", "entropy", "m_entropy", "loss"]
@@ -124,16 +125,30 @@ def mia_efficacy(
     return svc_efficacy(f_r, f_t, f_f)
 
 
+#: SVC MIA results keyed by the fingerprint of their three feature vectors: auditing many models
+#: against the same gold and original refits neither reference's SVC (the fit is deterministic).
+_SVC_RESULTS: LRUCache[float] = LRUCache("SVC MIA", 256)
+
+
 def svc_efficacy(f_members: np.ndarray, f_nonmembers: np.ndarray, f_query: np.ndarray) -> float:
     """Fit ``SVC(C=3, gamma="auto", kernel="rbf")`` on scalar features of members (label 1) and
-    non-members (label 0); return 100 × the fraction of ``f_query`` predicted non-member."""
-    from sklearn.svm import SVC
+    non-members (label 0); return 100 × the fraction of ``f_query`` predicted non-member.
 
+    Memoised on the features' contents (the fit is deterministic, so a repeat is identical)."""
     if len(f_members) == 0 or len(f_nonmembers) == 0 or len(f_query) == 0:
         raise MetricError(
             "SVC MIA needs members, non-members and query samples "
             f"(got {len(f_members)}, {len(f_nonmembers)}, {len(f_query)})"
         )
+    arrays = [np.asarray(f, dtype=np.float64) for f in (f_members, f_nonmembers, f_query)]
+    key = fingerprint(*arrays)
+    hit = _SVC_RESULTS.get(key)
+    return hit if hit is not None else _SVC_RESULTS.put(key, _svc_efficacy(*arrays))
+
+
+def _svc_efficacy(f_members: np.ndarray, f_nonmembers: np.ndarray, f_query: np.ndarray) -> float:
+    from sklearn.svm import SVC
+
     x_fit = np.concatenate([f_members, f_nonmembers]).reshape(-1, 1)
     y_fit = np.concatenate([np.ones(len(f_members)), np.zeros(len(f_nonmembers))])
     clf = SVC(C=3, gamma="auto", kernel="rbf")

@@ -13,8 +13,6 @@ every sample has zero gold hits (e.g. a whole forgotten class), the result is ``
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +22,7 @@ from torch import Tensor, nn
 
 from obliviate.attacks.perturb import PERTURBATIONS, perturb
 from obliviate.errors import ConfigError
+from obliviate.memo import LRUCache, fingerprint, module_fingerprint
 from obliviate.metrics._common import METRICS, check_xy, eval_mode
 
 #: τ grid for MNIST-class data (DESIGN.md); those models are robust to CIFAR-sized τ.
@@ -36,17 +35,7 @@ DEFAULT_C: dict[str, int] = {"gaussian": 100, "uniform": 100, "fgsm": 20, "pgd":
 #: Gold predictions on model-free perturbations, keyed by everything that determines them (the
 #: gold weights, the forget data, τ, kind, c, seed, chunking): an audit of several unlearned
 #: models against one gold model computes gold's side of r_τ once. Bounded LRU.
-_GOLD_PREDS: OrderedDict[tuple[Any, ...], list[Tensor]] = OrderedDict()
-_GOLD_PREDS_MAX = 32
-
-
-def _fingerprint(*tensors: Tensor) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for t in tensors:
-        a = t.detach().cpu().contiguous()
-        h.update(f"{a.dtype}{tuple(a.shape)}".encode())
-        h.update(a.numpy().tobytes() if a.dtype != torch.bfloat16 else a.float().numpy().tobytes())
-    return h.hexdigest()
+_GOLD_PREDS: LRUCache[list[Tensor]] = LRUCache("r_tau gold predictions", 32)
 
 
 def clear_gold_cache() -> None:
@@ -155,12 +144,10 @@ def residual_knowledge(
     # Model-free perturbations do not depend on the unlearned model: gold's predictions on them
     # are reused across audits against the same gold model (identical inputs, same outputs).
     key = None
-    state = list(gold.state_dict().values())
-    if not needs_model and gold is not unlearned and state:
+    if not needs_model and gold is not unlearned and gold.state_dict():
         key = (
-            _fingerprint(*state),
-            repr(gold),
-            _fingerprint(x_forget, y_forget),
+            module_fingerprint(gold),
+            fingerprint(x_forget, y_forget),
             float(tau), kind, c, seed, per_chunk, str(device),
             tuple(sorted((k, repr(v)) for k, v in attack_kw.items())),
         )  # fmt: skip
@@ -184,13 +171,8 @@ def residual_knowledge(
         hits_u[i : i + len(xc)] = (pu == yr).view(-1, reps).sum(1).cpu() * mult
         hits_g[i : i + len(xc)] = (pg == yr).view(-1, reps).sum(1).cpu() * mult
         n_disagree += int((pu != pg).sum()) * mult
-    if key is not None:
-        if cached is None:
-            _GOLD_PREDS[key] = fresh
-            while len(_GOLD_PREDS) > _GOLD_PREDS_MAX:
-                _GOLD_PREDS.popitem(last=False)
-        else:
-            _GOLD_PREDS.move_to_end(key)
+    if key is not None and cached is None:
+        _GOLD_PREDS.put(key, fresh)
     return _summarise(hits_u, hits_g, n_disagree, float(tau), kind, c)
 
 
