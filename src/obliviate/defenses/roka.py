@@ -78,7 +78,7 @@ from torch import Tensor, nn
 from obliviate.config import opt
 from obliviate.errors import ConfigError, RequestError
 from obliviate.inference import batched_logits
-from obliviate.unlearn.base import Unlearner, make_optimizer, register_unlearner
+from obliviate.unlearn.base import ForgetStop, Unlearner, make_optimizer, register_unlearner
 from obliviate.unlearn.task import TensorSet, UnlearnTask
 from obliviate.utils import resolve_device
 
@@ -360,7 +360,7 @@ class ROKA(Unlearner):
         forget, retain = task.forget, task.retain
         target = self.resolve_target(task, retain)
         initial = copy.deepcopy(model).eval().requires_grad_(False)
-        fx, fy = forget.x, forget.y
+        fx = forget.x
         pseudo = centroid = None
         if target is None:
             # frozen from the initial model (non-targeted variant)
@@ -377,7 +377,8 @@ class ROKA(Unlearner):
         r_batches = _index_batches(len(retain), cfg.batch_size, g)
         f_batches = _index_batches(len(forget), cfg.batch_size, g)
         siblings_seen: list[Tensor] = []
-        step, stopped, loss_sum, forget_acc = 0, False, 0.0, None
+        stop = ForgetStop(cfg.stop_forget_acc, cfg.eval_every, task)
+        step, loss_sum = 0, 0.0
         for step in range(1, cfg.iterations + 1):
             ri = next(r_batches)
             xr = retain.x[ri].to(dev)
@@ -443,19 +444,16 @@ class ROKA(Unlearner):
             loss_sum += float(loss.detach())
             if not torch.isfinite(loss.detach()):
                 raise FloatingPointError(f"method 'roka' diverged at step {step}")
-            if cfg.stop_forget_acc >= 0 and step % cfg.eval_every == 0:
-                pred = batched_logits(model, fx, device=dev).argmax(1)
-                forget_acc = 100.0 * float((pred == fy).double().mean())
-                if forget_acc <= cfg.stop_forget_acc:
-                    stopped = True
-                    break
+            if stop.check(model, step):
+                break
         ids = torch.unique(torch.cat(siblings_seen)) if siblings_seen else torch.empty(0)
         return {
             "steps": step,
             "mode": "targeted" if target is not None else "non_targeted",
             "target_class": target,
-            "stopped_early": stopped,
-            "forget_acc_at_stop": forget_acc,
+            "stopped_early": stop.stopped,
+            "forget_acc_at_stop": stop.last,
+            **stop.stats(),
             "mean_loss": loss_sum / max(1, step),
             "n_siblings": len(ids),
             "sibling_ids": ids.tolist(),

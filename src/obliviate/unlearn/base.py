@@ -198,15 +198,30 @@ class ForgetStop:
     the last measured ``forget_acc_at_stop`` (None if never measured).
     """
 
-    def __init__(self, cfg: GradientConfig, task: UnlearnTask, model: nn.Module) -> None:
-        self.threshold = cfg.stop_forget_acc
-        self.every = cfg.eval_every
+    def __init__(
+        self,
+        threshold: float,
+        every: int,
+        task: UnlearnTask,
+        model: nn.Module | None = None,
+        at_val_acc: bool = False,
+    ) -> None:
+        self.threshold = threshold
+        self.every = every
         self.forget = task.forget
         self.device = resolve_device(task.device)
         self.stopped = False
         self.last: float | None = None
-        if getattr(cfg, "stop_at_val_acc", False):
+        if at_val_acc:
+            if model is None:
+                raise ConfigError("stop_at_val_acc needs the input model")
             self.threshold = self._val_accuracy(model, task)
+
+    @classmethod
+    def from_config(cls, cfg: GradientConfig, task: UnlearnTask, model: nn.Module) -> ForgetStop:
+        """The rule of a fine-tuning-family config (``stop_forget_acc``, ``eval_every``,
+        ``stop_at_val_acc``) for ``model``, the input model of the run."""
+        return cls(cfg.stop_forget_acc, cfg.eval_every, task, model, cfg.stop_at_val_acc)
 
     def _val_accuracy(self, model: nn.Module, task: UnlearnTask) -> float:
         val = task.val
@@ -304,7 +319,7 @@ class GradientUnlearner(Unlearner):
         sched = torch.optim.lr_scheduler.LambdaLR(opt_, factor)
         other_iter = _cycle(other, bs, g) if other is not None and len(other) else None
         step, loss_sum = 0, 0.0
-        stop = ForgetStop(cfg, task, model)
+        stop = ForgetStop.from_config(cfg, task, model)
         model.train()
         with ProgressBar(total, self.name, enabled=False) as bar:
             while step < total:

@@ -157,7 +157,7 @@ class Scrub(GradientUnlearner):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt_, factor)
         counts = {"max_steps_taken": 0, "min_steps_taken": 0}
-        stop = ForgetStop(cfg, task, model)
+        stop = ForgetStop.from_config(cfg, task, model)
         sums = {"max": 0.0, "min": 0.0}
 
         def run(part: TensorSet, bs: int, kind: str) -> None:
