@@ -171,13 +171,6 @@ class GradientConfig:
         "request's class mix), i.e. once the request looks like unseen data. Needs validation "
         "data; excludes stop_forget_acc.",
     )
-    val_reference: Literal["input", "current"] = opt(
-        "input",
-        "stop_at_val_acc's reference model: 'input' fixes the threshold at the input model's "
-        "validation accuracy; 'current' re-measures it on the model being unlearned at every "
-        "check (stop once the request is recognised no better than unseen images of its classes "
-        "by the same model, as in a retrain, whose generalisation to those classes also drops).",
-    )
 
     def __post_init__(self) -> None:
         if self.eval_every < 1:
@@ -191,8 +184,6 @@ class GradientConfig:
                 "set either stop_forget_acc (a fixed threshold) or stop_at_val_acc (the "
                 f"validation accuracy), not both; got stop_forget_acc={self.stop_forget_acc}"
             )
-        if self.val_reference == "current" and not self.stop_at_val_acc:
-            raise ConfigError("val_reference='current' needs stop_at_val_acc=True")
 
 
 class ForgetStop:
@@ -203,9 +194,8 @@ class ForgetStop:
     and never when the rule is disabled (negative threshold). The threshold is
     ``cfg.stop_forget_acc``, or with ``cfg.stop_at_val_acc`` the accuracy of ``model`` (the input
     model, before any step) on the validation images of the request's classes, each class
-    weighted by its share of the request; with ``val_reference="current"`` that accuracy is
-    re-measured on the model being unlearned at every check. ``stats`` gives ``stopped_early``,
-    the (last) threshold and the last measured ``forget_acc_at_stop`` (None if never measured).
+    weighted by its share of the request. ``stats`` gives ``stopped_early``, the threshold and
+    the last measured ``forget_acc_at_stop`` (None if never measured).
     """
 
     def __init__(
@@ -215,18 +205,13 @@ class ForgetStop:
         task: UnlearnTask,
         model: nn.Module | None = None,
         at_val_acc: bool = False,
-        val_reference: Literal["input", "current"] = "input",
     ) -> None:
-        if val_reference not in ("input", "current"):
-            raise ConfigError(f"val_reference must be 'input' or 'current', got {val_reference!r}")
         self.threshold = threshold
         self.every = every
         self.forget = task.forget
         self.device = resolve_device(task.device)
         self.stopped = False
         self.last: float | None = None
-        self.task = task
-        self.tracking = at_val_acc and val_reference == "current"
         if at_val_acc:
             if model is None:
                 raise ConfigError("stop_at_val_acc needs the input model")
@@ -236,9 +221,7 @@ class ForgetStop:
     def from_config(cls, cfg: GradientConfig, task: UnlearnTask, model: nn.Module) -> ForgetStop:
         """The rule of a fine-tuning-family config (``stop_forget_acc``, ``eval_every``,
         ``stop_at_val_acc``) for ``model``, the input model of the run."""
-        return cls(
-            cfg.stop_forget_acc, cfg.eval_every, task, model, cfg.stop_at_val_acc, cfg.val_reference
-        )
+        return cls(cfg.stop_forget_acc, cfg.eval_every, task, model, cfg.stop_at_val_acc)
 
     def _val_accuracy(self, model: nn.Module, task: UnlearnTask) -> float:
         val = task.val
@@ -266,8 +249,6 @@ class ForgetStop:
             return False
         pred = batched_logits(model, self.forget.x, device=self.device).argmax(1)
         self.last = 100.0 * float((pred == self.forget.y).double().mean())
-        if self.tracking:
-            self.threshold = self._val_accuracy(model, self.task)
         self.stopped = self.last <= self.threshold
         return self.stopped
 
