@@ -11,7 +11,13 @@ import torch
 
 from obliviate.audit import audit
 from obliviate.data import ForgetRequest, load_dataset, make_split
-from obliviate.memo import LRUCache, clear_caches, fingerprint, module_fingerprint
+from obliviate.memo import (
+    LRUCache,
+    clear_caches,
+    fingerprint,
+    module_fingerprint,
+    tensor_bytes,
+)
 from obliviate.metrics import mia
 from obliviate.metrics.mia import svc_efficacy
 from obliviate.models import create_model
@@ -49,6 +55,18 @@ def test_lru_cache_is_bounded_and_counts():
     assert (c.hits, c.misses) == (2, 1)
     with pytest.raises(ValueError, match="max_entries"):
         LRUCache("bad", 0)
+    with pytest.raises(ValueError, match="go together"):
+        LRUCache("bad", 2, max_bytes=10)
+
+
+def test_lru_cache_byte_budget_evicts_oldest_and_skips_oversized_values():
+    c: LRUCache[torch.Tensor] = LRUCache("t", 10, max_bytes=100, sizeof=tensor_bytes)
+    c.put("a", torch.zeros(10))  # 40 bytes
+    c.put("b", torch.zeros(10))  # 80
+    c.put("c", torch.zeros(10))  # 120 > 100: a goes
+    assert c.get("a") is None and c.get("b") is not None and c.nbytes == 80
+    big = torch.zeros(50)  # 200 bytes, over the whole budget: returned, not kept
+    assert c.put("big", big) is big and c.get("big") is None and len(c) == 2
 
 
 def test_svc_efficacy_is_memoised_on_the_features(monkeypatch):

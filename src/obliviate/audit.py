@@ -45,7 +45,7 @@ from obliviate.data.dataset import ImageDataset
 from obliviate.data.request import ForgetRequest
 from obliviate.data.split import Split
 from obliviate.errors import ConfigError
-from obliviate.memo import LRUCache, fingerprint, module_fingerprint
+from obliviate.memo import LRUCache, fingerprint, module_fingerprint, tensor_bytes
 from obliviate.metrics import (
     DEFAULT_C,
     MetricError,
@@ -178,8 +178,9 @@ def _run(fn: Callable[[Tensor], Tensor], x: Tensor, device: str | torch.device) 
 
 
 #: Each (model, set) pair's logits and penultimate features, keyed by the contents of both: the
-#: gold and original columns of a scenario step's many audits are computed once. Bounded LRU.
-_OUTPUTS: LRUCache[Tensor] = LRUCache("audit outputs", 96)
+#: gold and original columns of a scenario step's many audits are computed once. Bounded LRU
+#: (96 entries, 1 GiB: ImageNet-size logits or features of large sets evict early).
+_OUTPUTS: LRUCache[Tensor] = LRUCache("audit outputs", 96, max_bytes=1 << 30, sizeof=tensor_bytes)
 
 
 class _Outputs:

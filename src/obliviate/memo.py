@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -48,18 +49,42 @@ def module_fingerprint(model: nn.Module) -> str:
     return fingerprint(repr(model), *(f"{k}" for k in sd), *sd.values())
 
 
-class LRUCache(Generic[V]):
-    """A bounded least-recently-used map with hit/miss counters (for tests and stats)."""
+def tensor_bytes(t: Tensor) -> int:
+    """Memory held by a tensor's elements."""
+    return t.element_size() * t.nelement()
 
-    def __init__(self, name: str, max_entries: int) -> None:
+
+class LRUCache(Generic[V]):
+    """A least-recently-used map bounded by ``max_entries`` and, with ``sizeof``, by ``max_bytes``
+    (a value larger than the whole budget is returned but not kept); hit/miss counters for tests
+    and stats."""
+
+    def __init__(
+        self,
+        name: str,
+        max_entries: int,
+        *,
+        max_bytes: int | None = None,
+        sizeof: Callable[[V], int] | None = None,
+    ) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        if (max_bytes is None) != (sizeof is None):
+            raise ValueError("max_bytes and sizeof go together")
         self.name = name
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._sizeof = sizeof
         self._d: OrderedDict[Any, V] = OrderedDict()
+        self._bytes: dict[Any, int] = {}
         self.hits = 0
         self.misses = 0
         _ALL.append(self)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (0 without ``sizeof``)."""
+        return sum(self._bytes.values())
 
     def get(self, key: Any) -> V | None:
         """The value stored under ``key`` (now most recent), or ``None``."""
@@ -71,16 +96,25 @@ class LRUCache(Generic[V]):
         return None
 
     def put(self, key: Any, value: V) -> V:
-        """Store ``value``, evicting the least recently used entries beyond the bound."""
+        """Store ``value``, evicting the least recently used entries beyond the bounds."""
+        if self._sizeof is not None:
+            size = self._sizeof(value)
+            if self.max_bytes is not None and size > self.max_bytes:
+                return value
+            self._bytes[key] = size
         self._d[key] = value
         self._d.move_to_end(key)
-        while len(self._d) > self.max_entries:
-            self._d.popitem(last=False)
+        while len(self._d) > self.max_entries or (
+            self.max_bytes is not None and self.nbytes > self.max_bytes
+        ):
+            old, _ = self._d.popitem(last=False)
+            self._bytes.pop(old, None)
         return value
 
     def clear(self) -> None:
         """Drop every entry and reset the counters."""
         self._d.clear()
+        self._bytes.clear()
         self.hits = self.misses = 0
 
     def __len__(self) -> int:
