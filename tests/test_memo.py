@@ -67,6 +67,10 @@ def test_lru_cache_byte_budget_evicts_oldest_and_skips_oversized_values():
     assert c.get("a") is None and c.get("b") is not None and c.nbytes == 80
     big = torch.zeros(50)  # 200 bytes, over the whole budget: returned, not kept
     assert c.put("big", big) is big and c.get("big") is None and len(c) == 2
+    c.put("b", torch.zeros(5))  # re-put with a smaller value: the total follows
+    assert c.nbytes == 60
+    c.clear()
+    assert c.nbytes == 0 and len(c) == 0
 
 
 def test_svc_efficacy_is_memoised_on_the_features(monkeypatch):

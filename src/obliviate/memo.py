@@ -46,7 +46,7 @@ def fingerprint(*items: Tensor | np.ndarray | str | float | int | None) -> str:
 def module_fingerprint(model: nn.Module) -> str:
     """Digest of a module's class structure (``repr``) and every parameter and buffer."""
     sd = model.state_dict()
-    return fingerprint(repr(model), *(f"{k}" for k in sd), *sd.values())
+    return fingerprint(repr(model), *sd, *sd.values())
 
 
 def tensor_bytes(t: Tensor) -> int:
@@ -77,6 +77,7 @@ class LRUCache(Generic[V]):
         self._sizeof = sizeof
         self._d: OrderedDict[Any, V] = OrderedDict()
         self._bytes: dict[Any, int] = {}
+        self._total = 0
         self.hits = 0
         self.misses = 0
         _ALL.append(self)
@@ -84,7 +85,7 @@ class LRUCache(Generic[V]):
     @property
     def nbytes(self) -> int:
         """Bytes held (0 without ``sizeof``)."""
-        return sum(self._bytes.values())
+        return self._total
 
     def get(self, key: Any) -> V | None:
         """The value stored under ``key`` (now most recent), or ``None``."""
@@ -101,6 +102,7 @@ class LRUCache(Generic[V]):
             size = self._sizeof(value)
             if self.max_bytes is not None and size > self.max_bytes:
                 return value
+            self._total += size - self._bytes.get(key, 0)
             self._bytes[key] = size
         self._d[key] = value
         self._d.move_to_end(key)
@@ -108,13 +110,14 @@ class LRUCache(Generic[V]):
             self.max_bytes is not None and self.nbytes > self.max_bytes
         ):
             old, _ = self._d.popitem(last=False)
-            self._bytes.pop(old, None)
+            self._total -= self._bytes.pop(old, 0)
         return value
 
     def clear(self) -> None:
         """Drop every entry and reset the counters."""
         self._d.clear()
         self._bytes.clear()
+        self._total = 0
         self.hits = self.misses = 0
 
     def __len__(self) -> int:
