@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from obliviate.data import ForgetRequest, load_dataset, make_split
-from obliviate.defenses.roka import contributions, hidden_module, reallocate
 from obliviate.errors import ConfigError
 from obliviate.inference import batched_logits
 from obliviate.models import create_model
 from obliviate.train import TrainConfig, train_model
 from obliviate.unlearn import TensorSet, UnlearnTask, create_unlearner, make_task
+from obliviate.unlearn.methods.roka import contributions, hidden_module, reallocate
 
 # ------------------------------------------------------------------------------ re-allocation
 
@@ -191,7 +191,7 @@ def test_roka_on_a_model_without_head_uses_last_linear():
 
 
 def test_heal_labels_never_heal_a_neighbour_towards_the_forget_class():
-    from obliviate.defenses.roka import heal_labels
+    from obliviate.unlearn.methods.roka import heal_labels
 
     logits = torch.tensor(
         [

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from obliviate.attacks.perturb import gaussian
 from obliviate.data import ForgetRequest, load_dataset, make_split
-from obliviate.defenses.rurk import RURKConfig, rurk_perturbed_forget
 from obliviate.errors import ConfigError
 from obliviate.metrics import residual_knowledge
 from obliviate.models import create_model
+from obliviate.perturb import gaussian
 from obliviate.train import TrainConfig, train_model
 from obliviate.unlearn import TensorSet, UnlearnTask, ce, create_unlearner, make_task
+from obliviate.unlearn.methods.rurk import RURKConfig, rurk_perturbed_forget
 
 NC = 4
 

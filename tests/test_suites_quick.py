@@ -4,11 +4,22 @@ method of every scenario, then renders the report (issue 7: "a --quick size that
 
 from __future__ import annotations
 
+import json
+import math
+import os
+from pathlib import Path
+
 import pytest
 
 from obliviate.scenarios import ResultsStore, list_suites, load_suite, run_scenario
 
 pytestmark = pytest.mark.integration
+
+#: Golden rows of every suite at its quick size (issue 15: "a golden-file test pins the quick-size
+#: rows of each suite (metrics, not timings) before the moves and shows them unchanged after").
+#: Regenerate deliberately with ``OBLIVIATE_UPDATE_GOLDEN=1 pytest tests/test_suites_quick.py``.
+GOLDEN = Path(__file__).parent / "golden" / "suites_quick"
+_TIMING_WORDS = ("time", "seconds", "speedup", "cost")
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +53,48 @@ def test_quick_suite_runs_end_to_end(suite, cache, tmp_path):
             _check_matched_forgetting(scn, rows)
     paths = report_from_store(store.path, tmp_path / "report")
     assert paths.html.stat().st_size > 10_000 and paths.images
+    _check_golden(suite, store.rows())
+
+
+def _golden_rows(rows) -> dict[str, dict[str, float | str]]:
+    """Quality metrics per row key; timings and costs are left out (they are not reproducible)."""
+    out: dict[str, dict[str, float | str]] = {}
+    for r in rows:
+        key = "|".join(str(r[k]) for k in ("scenario", "seed", "step_index", "step", "method"))
+        key += "|" + str(r["variant"])
+        out[key] = {
+            k: v
+            for k, v in sorted(r["metrics"].items())
+            if not any(w in k for w in _TIMING_WORDS) and isinstance(v, float | int | str)
+        }
+    return out
+
+
+def _check_golden(suite: str, rows) -> None:
+    got = _golden_rows(rows)
+    path = GOLDEN / f"{suite}.json"
+    if os.environ.get("OBLIVIATE_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+        return
+    assert path.exists(), f"no golden file {path}; create it with OBLIVIATE_UPDATE_GOLDEN=1"
+    want = json.loads(path.read_text())
+    assert sorted(got) == sorted(want), (suite, set(got) ^ set(want))
+    diffs = []
+    for key, metrics in want.items():
+        assert sorted(got[key]) == sorted(metrics), (suite, key, set(got[key]) ^ set(metrics))
+        for k, v in metrics.items():
+            g = got[key][k]
+            same = (
+                g == v
+                if isinstance(v, str) or isinstance(g, str)
+                else math.isclose(g, v, rel_tol=1e-6, abs_tol=1e-6)
+            )
+            if not same:
+                diffs.append(f"{key} {k}: golden {v!r}, now {g!r}")
+    assert not diffs, f"{suite}: {len(diffs)} metrics differ from the golden rows:\n" + "\n".join(
+        diffs[:40]
+    )
 
 
 def _check_matched_forgetting(scn, rows) -> None:

@@ -40,7 +40,6 @@ from rich.text import Text
 from torch import Tensor, nn
 
 from obliviate._io import atomic_write_json
-from obliviate.attacks.perturb import PERTURBATIONS
 from obliviate.data.dataset import ImageDataset
 from obliviate.data.request import ForgetRequest
 from obliviate.data.split import Split
@@ -67,6 +66,7 @@ from obliviate.metrics import (
     youden_threshold,
 )
 from obliviate.metrics.mia import Feature
+from obliviate.perturb import PERTURBATIONS
 
 #: What :func:`audit` computes when ``metrics`` is None ("all applicable").
 DEFAULT_METRICS: tuple[str, ...] = (

@@ -1,48 +1,22 @@
-"""Attacks: input perturbations (Gaussian / uniform / FGSM / PGD), adversarial deletion requests
-(:mod:`~obliviate.attacks.requests`), ROKA's indirect unlearning attack
-(:mod:`~obliviate.attacks.indirect`) and the residual-knowledge probe
-(:mod:`~obliviate.attacks.probe`).
+"""Attacks on unlearning: adversarial deletion requests (:mod:`~obliviate.attacks.requests`),
+ROKA's indirect unlearning attack (:mod:`~obliviate.attacks.indirect`) and the
+residual-knowledge probe (:mod:`~obliviate.attacks.probe`).
 
-The perturbations are imported eagerly (metrics and defenses build on them); the other three
-modules are loaded on first access of their names, because they build on metrics and unlearning
-methods, which import the perturbations — eager imports here would be circular.
+The input perturbations live in :mod:`obliviate.perturb` (a primitive below metrics and
+attacks); their names are re-exported here for compatibility.
 """
 
-from importlib import import_module
-from typing import Any
-
-from obliviate.attacks.perturb import (
-    PERTURBATIONS,
-    fgsm,
-    gaussian,
-    perturb,
-    pgd,
-    project,
-    uniform,
+from obliviate.attacks.indirect import (
+    NEIGHBOUR_MEASURES,
+    IndirectReport,
+    IndirectSelection,
+    indirect_attack_report,
+    rank_neighbours,
+    select_indirect,
 )
-
-_LAZY = {
-    "NEIGHBOUR_MEASURES": "indirect",
-    "IndirectReport": "indirect",
-    "IndirectSelection": "indirect",
-    "indirect_attack_report": "indirect",
-    "rank_neighbours": "indirect",
-    "select_indirect": "indirect",
-    "ProbeResult": "probe",
-    "probe": "probe",
-    "REQUEST_STRATEGIES": "requests",
-    "RequestSelection": "requests",
-    "select_request": "requests",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(f"obliviate.attacks.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'obliviate.attacks' has no attribute {name!r}")
-
+from obliviate.attacks.probe import ProbeResult, probe
+from obliviate.attacks.requests import REQUEST_STRATEGIES, RequestSelection, select_request
+from obliviate.perturb import PERTURBATIONS, fgsm, gaussian, perturb, pgd, project, uniform
 
 __all__ = [
     "NEIGHBOUR_MEASURES",

@@ -4,7 +4,7 @@ Unlearning under Perturbed Samples", NeurIPS 2025; papers.md §2.2–2.4).
 The view of the holder of a forgotten sample (x, y): search the τ-neighbourhood of x for inputs
 that the *unlearned* model still classifies as y. For every sample and τ the probe draws ``c``
 perturbations (Gaussian, uniform, or FGSM / PGD that *decrease* the unlearned model's loss on y,
-from random starts — :mod:`obliviate.attacks.perturb`), feeds the **same** inputs to the
+from random starts — :mod:`obliviate.perturb`), feeds the **same** inputs to the
 unlearned and the gold model, and reports
 
 * ``found``: the unlearned model predicts y on at least one perturbed input (residual knowledge
@@ -34,10 +34,10 @@ from rich.table import Table
 from torch import Tensor, nn
 
 from obliviate._io import atomic_dir
-from obliviate.attacks.perturb import PERTURBATIONS, perturb
 from obliviate.errors import ConfigError
 from obliviate.metrics._common import check_xy, eval_mode
 from obliviate.metrics.residual import DEFAULT_C, ResidualKnowledge, _summarise
+from obliviate.perturb import PERTURBATIONS, perturb
 from obliviate.unlearn.task import TensorSet
 
 INPUTS, SUMMARY = "inputs.safetensors", "probe.json"

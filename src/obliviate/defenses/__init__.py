@@ -1,13 +1,10 @@
-"""Defenses of the three seed papers: healing with spares/twins, RURK and ROKA.
+"""Defenses that run after unlearning: healing with spares and twins (:mod:`.healing`) and
+the twin index it draws from (:mod:`.similarity`).
 
-RURK and ROKA register as unlearners (so the conformance suite covers them); healing is a
-post-unlearning step (``unlearn → heal``). Importing this package imports every module in it,
-so each registers itself.
+RURK and ROKA are unlearners and live in :mod:`obliviate.unlearn.methods` (the old
+``obliviate.defenses.rurk`` / ``.roka`` paths still import, with a deprecation warning).
 """
 
-from importlib import import_module
-from pathlib import Path
+from obliviate.defenses import healing, similarity
 
-for _f in sorted(Path(__file__).parent.glob("*.py")):
-    if _f.stem != "__init__" and not _f.stem.startswith("_"):
-        import_module(f"{__name__}.{_f.stem}")
+__all__ = ["healing", "similarity"]

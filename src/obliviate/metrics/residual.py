@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from obliviate.attacks.perturb import PERTURBATIONS, perturb
 from obliviate.errors import ConfigError
 from obliviate.memo import LRUCache, fingerprint, module_fingerprint
 from obliviate.metrics._common import METRICS, check_xy, eval_mode
+from obliviate.perturb import PERTURBATIONS, perturb
 
 #: τ grid for MNIST-class data (DESIGN.md); those models are robust to CIFAR-sized τ.
 DEFAULT_TAUS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3)

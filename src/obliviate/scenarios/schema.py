@@ -578,10 +578,10 @@ def _config_problems(cls: type, values: Mapping[str, Any], loc: Loc) -> list[tup
 
 def semantic_problems(scn: Scenario) -> list[tuple[Loc, str]]:
     """Checks beyond types: registered names, option keys of configs, cross-references."""
-    from obliviate.attacks.perturb import PERTURBATIONS
     from obliviate.audit import AUDIT_METRICS
     from obliviate.data import DATASETS
     from obliviate.models import MODELS
+    from obliviate.perturb import PERTURBATIONS
     from obliviate.train import TrainConfig
     from obliviate.unlearn import UNLEARNERS
 

@@ -20,10 +20,6 @@ from obliviate.unlearn.base import (
 )
 from obliviate.unlearn.task import TensorSet, UnlearnTask, make_task
 
-# isort: split
-# defenses that are unlearners (RURK, ROKA) register themselves on import (after base)
-from obliviate import defenses as _defenses  # noqa: F401
-
 __all__ = [
     "TAGS",
     "UNLEARNERS",
