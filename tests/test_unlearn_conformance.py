@@ -1,189 +1,174 @@
-"""Conformance suite: every registered unlearner passes the same generic checks.
+"""Conformance suite: every registered unlearner passes :mod:`obliviate.testing`'s checks.
 
 Adding a method adds it here without a new test (scikit-learn's ``check_estimator``, timm's tests
-over ``list_models``). The tiny real-data case is scikit-learn's digits (real 8×8 images) with
-small_cnn, forgetting every training image of class 0: the forget loss must rise.
+over ``list_models``): one test per (method, check) on the default synthetic MLP case, plus one
+``check_unlearner`` call per method on a real-image case (scikit-learn's digits, 8×8 images, with
+small_cnn, forgetting every training image of class 0). Two deliberately broken toy unlearners
+show that the checks fail, naming the check.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
+from functools import cache
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from obliviate.data import ForgetRequest, load_dataset, make_split
-from obliviate.errors import ConfigError, RequestError
-from obliviate.inference import batched_logits
-from obliviate.metrics import accuracy
+from obliviate.errors import ConfigError, RequestError, UnknownNameError
+from obliviate.testing import (
+    CHECK_NAMES,
+    ConformanceError,
+    check_unlearner,
+    default_case,
+    iter_checks,
+)
+from obliviate.testing.__main__ import main
 from obliviate.train import TrainConfig, train_model
-from obliviate.unlearn import UNLEARNERS, TensorSet, UnlearnTask, create_unlearner, make_task
+from obliviate.unlearn import (
+    UNLEARNERS,
+    GradientConfig,
+    GradientUnlearner,
+    ce,
+    create_unlearner,
+    make_task,
+)
 
 METHODS = UNLEARNERS.names()
+PAIRS = [(name, check) for name in METHODS for check, _ in iter_checks(name)]
+
+
+@cache
+def _checks(name: str) -> dict:
+    """The bound checks of one method; they share its standard run across the tests."""
+    return dict(iter_checks(name))
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("name", "check"), PAIRS, ids=[f"{n}-{c}" for n, c in PAIRS])
+def test_conformance(name, check):
+    _checks(name)[check]()
+
+
+# ----------------------------------------------------------------------- a real-image case
 
 
 @pytest.fixture(scope="module")
-def case():
+def digits():
     ds = load_dataset("digits")
     split = make_split(ds, seed=0, test=0.25, reserve=100, val=50)
     cfg = TrainConfig(epochs=8, lr=0.05, batch_size=64, seed=0)
     tm = train_model(ds, split, "small_cnn", cfg, show_progress=False)
-    train_labels = ds.labels_of(split.train)
-    req = ForgetRequest(split.train[train_labels == 0])
-    return ds, split, tm, req, cfg
-
-
-def _task(case, seed: int = 0) -> UnlearnTask:
-    ds, split, _, req, cfg = case
-    return make_task(ds, split, req, seed=seed, train_config=cfg.to_dict())
-
-
-def _model_for(name, case):
-    """The model the method takes (SISA-like methods build their ensemble from the task)."""
-    cls = UNLEARNERS.get(name)
-    _, _, tm, _, _ = case
-    return cls.conformance_model(tm.model, _task(case))
-
-
-def _state(m):
-    return {k: v.detach().clone() for k, v in m.state_dict().items()}
+    req = ForgetRequest(split.train[ds.labels_of(split.train) == 0])
+    task = make_task(ds, split, req, seed=0, train_config=cfg.to_dict())
+    return ds, split, tm.model, task
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", METHODS)
-def test_contract(name, case):
-    model = _model_for(name, case)
-    before = _state(model)
-    grads_before = [p.requires_grad for p in model.parameters()]
-    task = _task(case)
-    u = create_unlearner(name)
-    res = u.unlearn(model, task)
-    # input untouched
-    after = _state(model)
-    assert before.keys() == after.keys()
-    assert all(torch.equal(before[k], after[k]) for k in before), "input model was modified"
-    assert [p.requires_grad for p in model.parameters()] == grads_before
-    # architecture kept
-    assert type(res.model) is type(model) and res.model is not model
-    new = res.model.state_dict()
-    assert {k: tuple(v.shape) for k, v in new.items()} == {
-        k: tuple(v.shape) for k, v in before.items()
-    }
-    assert not res.model.training
-    assert res.stats["method"] == name and res.stats["seconds"] >= 0
-    # retain-free methods never read retain data; reserve only if tagged
-    if "needs_retain" not in u.tags:
-        assert task.reads["retain"] == 0, f"{name} is not tagged needs_retain but read retain data"
-    if "needs_reserve" not in u.tags:
-        assert task.reads["reserve"] == 0, f"{name} read the reserve without the needs_reserve tag"
-    # forgetting goes the right way (whole class 0 forgotten): the forget loss rises and the
-    # forget accuracy does not (a weak method such as plain fine-tuning may keep the argmax)
-    f = task.forget
-    loss_before, loss_after = _loss(model, f), _loss(res.model, f)
-    assert loss_after > loss_before, f"{name}: forget loss {loss_before:.4f} -> {loss_after:.4f}"
-    assert accuracy(res.model, f.x, f.y) <= accuracy(model, f.x, f.y)
+def test_check_unlearner_on_images(name, digits):
+    _, _, model, task = digits
+    assert check_unlearner(name, task=task, model=model) == list(_checks(name))
 
 
-def _loss(model, part) -> float:
-    return float(F.cross_entropy(batched_logits(model, part.x), part.y))
-
-
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("name", METHODS)
-def test_deterministic_under_seed(name, case):
-    model = _model_for(name, case)
-    u = create_unlearner(name)
-    a = u.unlearn(model, _task(case, seed=5)).model.state_dict()
-    b = u.unlearn(model, _task(case, seed=5)).model.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a), f"{name} is not deterministic under a seed"
-
-
-@pytest.mark.parametrize("name", METHODS)
-def test_config_contract(name):
-    cls = UNLEARNERS.get(name)
-    u = create_unlearner(name)
-    fields = dataclasses.fields(u.config)
-    assert fields, f"{name} has no hyper-parameters"
-    for f in fields:
-        assert f.metadata.get("help"), f"{name}.{f.name} has no help text"
-    assert u.clone().get_params() == u.get_params()
-    with pytest.raises(ConfigError, match="no_such_option"):
-        create_unlearner(name, no_such_option=1)
-    assert cls.paper, f"{name} does not cite its paper"
-    assert cls.__doc__ and len(cls.__doc__.strip()) > 20
-
-
-@pytest.mark.parametrize("name", METHODS)
-def test_bad_tasks_are_refused(name, case):
-    ds, split, tm, req, cfg = case
-    u = create_unlearner(name)
-    model = _model_for(name, case)
-    if "needs_retain" in u.tags:
-        no_retain = make_task(ds, split, req, include_retain=False, train_config=cfg.to_dict())
-        with pytest.raises(RequestError, match="retain"):
-            u.unlearn(model, no_retain)
+def test_make_task_refuses_reserved_and_unknown_ids(digits):
+    ds, split, _, _ = digits
     with pytest.raises(RequestError, match="reserve"):
         make_task(ds, split, ForgetRequest([int(split.reserve[0])]))
     with pytest.raises(RequestError, match="10000000"):
         make_task(ds, split, ForgetRequest([10_000_000]))
 
 
-def test_task_rejects_empty_and_overlapping_sets(case):
-    ds, split, _, req, _ = case
-    t = make_task(ds, split, req)
-    f = t.forget
-    with pytest.raises(RequestError, match="empty"):
-        UnlearnTask(forget=TensorSet.empty_like(f))
-    with pytest.raises(RequestError, match="overlap"):
-        UnlearnTask(forget=f, _retain=TensorSet(f.x[:3], f.y[:3], f.ids[:3]))
-    with pytest.raises(RequestError, match="duplicate"):
-        UnlearnTask(forget=TensorSet(f.x[[0, 0]], f.y[[0, 0]], f.ids[[0, 0]]))
-
-
-def test_registry_lists_tags_and_unknown_name():
-    from obliviate.errors import UnknownNameError
-
-    for name in METHODS:
-        assert set(UNLEARNERS.meta(name)["tags"]) <= {
-            "needs_retain",
-            "needs_reserve",
-            "exact",
-            "needs_ensemble",
-            "experimental",
-        }
-    with pytest.raises(UnknownNameError, match="unknown unlearning method"):
-        create_unlearner("forget_everything")
-
-
-def test_input_model_copy_is_independent(case):
-    _, _, tm, _, _ = case
-    res = create_unlearner("finetune", epochs=1).unlearn(tm.model, _task(case))
+def test_input_model_copy_is_independent(digits):
+    _, _, model, task = digits
+    res = create_unlearner("finetune", epochs=1).unlearn(model, task)
     m2 = copy.deepcopy(res.model)
     with torch.no_grad():
         next(res.model.parameters()).add_(1.0)
     assert not torch.equal(next(m2.parameters()), next(res.model.parameters()))
 
 
-STOPPABLE = [n for n in METHODS if any(
-    f.name == "stop_forget_acc" for f in dataclasses.fields(UNLEARNERS.get(n).Config)
-)]  # fmt: skip
+# ------------------------------------------------------------------------ broken toy methods
+
+
+class ToyAscent(GradientUnlearner):
+    """Gradient ascent on the forget set (a correct toy, the base of the broken ones)."""
+
+    Config = GradientConfig
+    name = "toy_ascent"
+    paper = "test toy"
+    driver = "forget"
+
+    def compute_loss(self, model, forget, retain):
+        return -ce(model, forget)
+
+
+class MutatesInput(ToyAscent):
+    """Broken: copies its result back into the model it was given."""
+
+    def unlearn(self, model, task):
+        res = super().unlearn(model, task)
+        model.load_state_dict(res.model.state_dict())
+        return res
+
+
+class IgnoresSeed(ToyAscent):
+    """Broken: adds weight noise from a generator seeded from the clock, not task.seed."""
+
+    def after_step(self, model, step):
+        g = torch.Generator()
+        g.seed()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1e-3 * torch.randn(p.shape, generator=g))
+
+
+def test_a_correct_toy_passes():
+    assert check_unlearner(ToyAscent) == list(CHECK_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("toy", "check"), [(MutatesInput, "input_untouched"), (IgnoresSeed, "deterministic")]
+)
+def test_a_broken_toy_fails_naming_the_check(toy, check):
+    with pytest.raises(ConformanceError, match=check) as err:
+        check_unlearner(toy)
+    assert isinstance(err.value, AssertionError)
+    assert set(err.value.failures) == {check}, err.value.failures
+    with pytest.raises(ConformanceError, match=check):
+        dict(iter_checks(toy))[check]()
+
+
+def test_check_unlearner_refuses_bad_arguments():
+    case = default_case()
+    with pytest.raises(ConfigError, match="both task= and model="):
+        check_unlearner("finetune", task=case.task)
+    with pytest.raises(ConfigError, match="Unlearner subclass"):
+        check_unlearner(object)
+    with pytest.raises(UnknownNameError, match="unknown unlearning method"):
+        check_unlearner("forget_everything")
+    with pytest.raises(UnknownNameError, match="unknown unlearning method"):
+        create_unlearner("forget_everything")
+
+
+def test_config_overrides_and_instances_are_checked():
+    with pytest.raises(ConfigError, match="no_such_option"):
+        check_unlearner("finetune", config={"no_such_option": 1})
+    assert check_unlearner(create_unlearner("grad_ascent", epochs=2)) == list(
+        _checks("grad_ascent")
+    )
+
+
+def test_python_m_obliviate_testing_prints_a_table(capsys):
+    assert main(["grad_ascent", "ssd"]) == 0
+    out = capsys.readouterr().out
+    assert out.split()[: 1 + len(CHECK_NAMES)] == ["method", *CHECK_NAMES]
+    assert "2 of 2 methods pass every check" in out
+    with pytest.raises(UnknownNameError):
+        main(["forget_everything"])
 
 
 def test_the_fine_tuning_family_and_roka_have_the_stopping_rule():
-    assert {"grad_ascent", "neggrad_plus", "finetune", "scrub", "rurk", "roka"} <= set(STOPPABLE)
-
-
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("name", STOPPABLE)
-def test_matched_forgetting_stopping_rule(name, case):
-    """stop_forget_acc = 100 holds at the first check: the run ends after eval_every steps and
-    says so in its stats."""
-    model = _model_for(name, case)
-    res = create_unlearner(name, stop_forget_acc=100.0, eval_every=2).unlearn(model, _task(case))
-    assert res.stats["steps"] == 2, res.stats
-    assert res.stats["stopped_early"] is True
-    assert 0.0 <= res.stats["forget_acc_at_stop"] <= 100.0
-    with pytest.raises(ConfigError, match="eval_every"):
-        create_unlearner(name, eval_every=0)
+    stoppable = {n for n, c in PAIRS if c == "stopping_rule"}
+    assert {"grad_ascent", "neggrad_plus", "finetune", "scrub", "rurk", "roka"} <= stoppable

@@ -95,6 +95,7 @@ def iter_checks(
     """
     cls, cfg = _resolve(cls_or_name, config)
     ctx = CheckContext(cls, cfg, _case_source(task, model), device, timeout_s, loss_fn)
+    ctx.make()  # a bad config is the caller's error (ConfigError), not a failed check
     for check in CHECKS:
         if check.applies(cls):
             yield check.name, check.bind(ctx)

@@ -45,6 +45,9 @@ class ConformanceError(AssertionError):
         )
 
 
+ConformanceError.__module__ = "obliviate.testing"  # its public home
+
+
 class _Fail(AssertionError):
     """A check's expectation did not hold (the message says which and why)."""
 
@@ -89,6 +92,13 @@ def _guarded(fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    """Where ``model`` lives (its first parameter or buffer; the CPU if it has neither)."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -155,7 +165,8 @@ class CheckContext:
 
     def _cross_entropy(self, model: nn.Module, part: TensorSet) -> float:
         with torch.no_grad():
-            return float(F.cross_entropy(batched_logits(model, part.x, device=self.device), part.y))
+            logits = batched_logits(model, part.x, device=_device_of(model))
+        return float(F.cross_entropy(logits, part.y))
 
     def run(self) -> _Run:
         """The standard run (default seed, full task), made once and shared by the checks; if it
@@ -253,8 +264,8 @@ def _check_forgets(ctx: CheckContext) -> None:
     before, after = run.loss_before, ctx.loss_fn(run.result.model, f)
     _expect(after > before, f"the forget loss did not rise: {before:.4f} -> {after:.4f}")
     if not ctx.custom_loss:  # a weak method (plain fine-tuning) may keep the argmax
-        a0 = accuracy(run.model, f.x, f.y, device=ctx.device)
-        a1 = accuracy(run.result.model, f.x, f.y, device=ctx.device)
+        a0 = accuracy(run.model, f.x, f.y, device=_device_of(run.model))
+        a1 = accuracy(run.result.model, f.x, f.y, device=_device_of(run.result.model))
         _expect(a1 <= a0, f"the forget accuracy rose: {a0:.2f}% -> {a1:.2f}%")
 
 
