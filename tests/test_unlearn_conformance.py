@@ -10,6 +10,7 @@ show that the checks fail, naming the check.
 from __future__ import annotations
 
 import copy
+import threading
 from functools import cache
 
 import pytest
@@ -24,7 +25,7 @@ from obliviate.testing import (
     default_case,
     iter_checks,
 )
-from obliviate.testing.__main__ import main
+from obliviate.testing import __main__ as testing_main
 from obliviate.train import TrainConfig, train_model
 from obliviate.unlearn import (
     UNLEARNERS,
@@ -140,6 +141,24 @@ def test_a_broken_toy_fails_naming_the_check(toy, check):
         dict(iter_checks(toy))[check]()
 
 
+class Hangs(ToyAscent):
+    """Broken: blocks until released (a hang)."""
+
+    release = threading.Event()
+
+    def _unlearn(self, model, task):
+        self.release.wait(60)
+        return super()._unlearn(model, task)
+
+
+def test_a_hanging_toy_fails_the_hang_guard():
+    try:
+        with pytest.raises(ConformanceError, match=r"finishes: .*within 0.2 s \(hang guard\)"):
+            dict(iter_checks(Hangs, timeout_s=0.2))["finishes"]()
+    finally:
+        Hangs.release.set()
+
+
 def test_check_unlearner_refuses_bad_arguments():
     case = default_case()
     with pytest.raises(ConfigError, match="both task= and model="):
@@ -160,13 +179,19 @@ def test_config_overrides_and_instances_are_checked():
     )
 
 
-def test_python_m_obliviate_testing_prints_a_table(capsys):
-    assert main(["grad_ascent", "ssd"]) == 0
+def test_python_m_obliviate_testing_prints_a_table(capsys, monkeypatch):
+    assert testing_main.main(["grad_ascent", "ssd"]) == 0
     out = capsys.readouterr().out
     assert out.split()[: 1 + len(CHECK_NAMES)] == ["method", *CHECK_NAMES]
     assert "2 of 2 methods pass every check" in out
     with pytest.raises(UnknownNameError):
-        main(["forget_everything"])
+        testing_main.main(["forget_everything"])
+    # a failing method: exit status 1, FAIL in the table, the reason named
+    monkeypatch.setattr(testing_main, "iter_checks", lambda n, **kw: iter_checks(MutatesInput))
+    assert testing_main.main(["grad_ascent"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "grad_ascent / input_untouched: the input model was modified" in out
+    assert "0 of 1 methods pass every check" in out
 
 
 def test_the_fine_tuning_family_and_roka_have_the_stopping_rule():
