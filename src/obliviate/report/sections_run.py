@@ -232,16 +232,18 @@ def scenario_info(groups: list[Group]) -> str:
 
 
 def overview(b: Builder, grouped: dict[str, list[Group]]) -> None:
-    """One line per scenario: request steps, methods, seeds, rows."""
+    """One line per scenario: request steps, methods, the seeds (``seed 0`` / ``seeds 0, 1, 2``),
+    rows."""
     b.heading(2, SECTION_TITLES["overview"])
     t = Table(["Scenario", "Requests", "Methods", "Seeds", "Rows"])
     for scn, groups in grouped.items():
         methods = sorted({e.method for g in groups for e in g.of("unlearn")})
         seeds = sorted({r.seed for g in groups for e in g.entries for r in e.rows})
         nrows = sum(len(e.rows) for g in groups for e in g.entries)
+        which = f"{'seed' if len(seeds) == 1 else 'seeds'} {', '.join(map(str, seeds))}"
         t.add(
             [label_cell(scn), Cell(str(len(groups))), label_cell(", ".join(methods) or "—"),
-             Cell(", ".join(map(str, seeds))), Cell(str(nrows))]
+             label_cell(which), Cell(str(nrows))]
         )  # fmt: skip
     b.table(t)
 
