@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     shot = None
     if not a.no_screenshot and (shutil.which("chromium") or shutil.which("chromium-browser")):
-        from obliviate.scenarios.screenshot import screenshot
+        from obliviate.report.screenshot import screenshot
 
         shot = screenshot(paths.html, a.out / "report" / "screenshot.png", height=9000)
     for res in results:
