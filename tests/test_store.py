@@ -302,3 +302,24 @@ def test_a_new_store_carries_its_version_and_read_only_needs_a_file(tmp_path):
     conn = sqlite3.connect(tmp_path / "r.db")
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_concurrent_openers_of_a_new_store_never_see_an_empty_file(tmp_path):
+    import threading
+
+    p = tmp_path / "sub" / "race.db"
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            ResultsStore(p).close()
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_it) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(x.name for x in p.parent.iterdir()) == ["race.db"]  # no temporary left

@@ -36,6 +36,7 @@ import math
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,31 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
     )
 
 
+def _create(path: Path) -> None:
+    """Create an empty store of :data:`SCHEMA_VERSION` at ``path`` as one step: it is built under
+    a temporary name beside ``path`` and hard-linked into place only if ``path`` still does not
+    exist, so no process ever opens a half-made (empty) file. Where the file system has no hard
+    links, the store is created in place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        conn = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            _migrate(conn, _NEW)
+        finally:
+            conn.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: open theirs
+        except OSError:
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        for f in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            f.unlink(missing_ok=True)
+
+
 class ResultsStore:
     """SQLite-backed rows + ledger. Safe to reopen while another process appends (WAL).
 
@@ -210,7 +236,10 @@ class ResultsStore:
             if read_only:
                 self._conn = _connect_ro(self.path)
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if version == _NEW and not self.path.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _create(self.path)
+                version = _inspect(self.path)
             self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
