@@ -1,5 +1,5 @@
-"""Screenshot of an HTML report, moved to :mod:`obliviate.report.screenshot`; this name stays
-importable and runnable (``python -m obliviate.scenarios.screenshot PAGE PNG``)."""
+"""Re-export of :mod:`obliviate.report.screenshot` under the scenarios package, runnable as
+``python -m obliviate.scenarios.screenshot PAGE.html SHOT.png``."""
 
 import sys
 

@@ -26,7 +26,10 @@ and read as it is when opened read-only. Anything else is refused with a one-lin
 file, a file that is not SQLite, an SQLite database of another application or whose tables have
 other columns, and a store of a newer schema version (upgrade obliviate to read it). Readers
 (``obliviate report``) open the store with ``read_only=True`` (SQLite ``mode=ro``), which never
-writes to the file.
+writes to the file (SQLite may leave its ``-wal``/``-shm`` companions of a WAL-mode file beside
+it). A new store is built under a temporary name and linked into place, so a process never
+opens a half-made one. :func:`summarize` is the report's aggregation
+(:mod:`obliviate.report.aggregate`), so the summary tables and the report print the same numbers.
 """
 
 from __future__ import annotations
