@@ -321,3 +321,72 @@ def test_screenshot_of_the_report_is_not_blank(report, tmp_path):
     assert img.shape[:2] == (2400, 1280)
     assert float(img.std()) > 0.05  # text, tables and figures, not an empty page
     assert float(img.mean(axis=(0, 1)).min()) < 0.97
+
+
+# --------------------------------------------------------------------------- issue 15
+
+
+def test_overview_names_the_seeds(tmp_path):
+    rows, _ = make_rows()
+    md = build_report(rows, [], tmp_path / "two", generated="").markdown.read_text()
+    assert _md_table_row(md, SECTION_TITLES["overview"], "demo")["Seeds"] == "seeds 0, 1"
+    assert _md_table_row(md, SECTION_TITLES["overview"], "seq")["Seeds"] == "seed 0"
+    one = [r for r in rows if r["seed"] == 0]
+    md = build_report(one, [], tmp_path / "one", generated="").markdown.read_text()
+    assert _md_table_row(md, SECTION_TITLES["overview"], "demo")["Seeds"] == "seed 0"
+
+
+def _store_with_rows(db: Path) -> None:
+    from obliviate.scenarios.store import ResultsStore
+
+    rows, ledger = make_rows()
+    with ResultsStore(db) as store:
+        for r in rows:
+            store.put_row(r)
+        for e in ledger:
+            store.put_ledger(e)
+
+
+def test_report_opens_the_store_read_only_and_leaves_it_unchanged(tmp_path):
+    from obliviate.scenarios.store import ResultsStore
+
+    db = tmp_path / "results.db"
+    _store_with_rows(db)
+    before = (db.read_bytes(), db.stat().st_mtime_ns)
+    paths = report_from_store(db, tmp_path / "out")
+    assert "Scenario: demo" in paths.markdown.read_text()
+    assert (db.read_bytes(), db.stat().st_mtime_ns) == before
+    with ResultsStore(db, read_only=True) as store:
+        assert store.rows("seq")
+        with pytest.raises(ConfigError, match="read-only"):
+            store.put_row(make_rows()[0][0])
+    assert (db.read_bytes(), db.stat().st_mtime_ns) == before
+
+
+def test_report_refuses_a_file_that_is_not_a_store_without_touching_it(tmp_path):
+    bogus = tmp_path / "notes.db"
+    bogus.write_text("shopping list\n")
+    before = (bogus.read_bytes(), bogus.stat().st_mtime_ns)
+    with pytest.raises(ConfigError, match=r"notes\.db.* is not an SQLite database"):
+        report_from_store(bogus, tmp_path / "out")
+    assert (bogus.read_bytes(), bogus.stat().st_mtime_ns) == before
+
+
+def test_summary_table_prints_full_method_names_to_a_pipe():
+    import io
+
+    from rich.console import Console
+
+    from obliviate.report.console import print_table
+    from obliviate.scenarios.store import summarize, summary_table
+
+    rows, _ = make_rows()
+    demo = [r for r in rows if r["scenario"] == "demo"]
+    console = Console(file=io.StringIO(), width=80)  # what `make demo > log` gets
+    assert not console.is_terminal
+    print_table(console, summary_table(summarize(demo)))
+    out = console.file.getvalue()
+    for name in ("original", "gold", "fisher", "rurk", "fisher + heal twins/feature_cosine/e1"):
+        assert name in out, out
+    assert "…" not in out
+    assert console.width == 80  # the console is left as it was

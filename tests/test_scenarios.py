@@ -371,6 +371,23 @@ def test_cli_run_writes_rows_and_prints_summary(tmp_path):
     assert out.exit_code == 2 and "bad.yaml:3" in out.output
 
 
+def test_bench_help_lists_every_suite_from_the_registry():
+    import typer
+    from typer.testing import CliRunner
+
+    from obliviate.cli_scenarios import register
+    from obliviate.scenarios import list_suites
+
+    app = typer.Typer()
+    register(app)
+    out = CliRunner().invoke(app, ["bench", "--help"], terminal_width=200)
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert "methods" in list_suites()
+    assert f"Built-in suite: {', '.join(list_suites())}." in text
+    assert "..." not in text
+
+
 def test_the_readme_scenario_example_validates():
     import re
     from pathlib import Path

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from obliviate.errors import ObliviateError
 
@@ -21,8 +22,9 @@ def _seeds(v: str | None) -> list[int] | None:
 
 def _print_result(res, store) -> None:  # type: ignore[no-untyped-def]
     from obliviate.cli import console
+    from obliviate.report.console import print_table
 
-    console.print(store.summary(res.scenario))
+    print_table(console, store.summary(res.scenario))
     hits = sum(res.cache["hits"].values())
     misses = sum(res.cache["misses"].values())
     console.print(
@@ -30,6 +32,19 @@ def _print_result(res, store) -> None:  # type: ignore[no-untyped-def]
         f"stored; artifacts {hits} reused, {misses} computed; {res.seconds:.1f} s → "
         f"[bold]{res.store_path}[/]"
     )
+
+
+class _BenchCommand(TyperCommand):
+    """``obliviate bench``: its help lists the built-in suites from the registry, read only when
+    the help is shown (the CLI starts without importing the scenario runner)."""
+
+    def format_help(self, ctx, formatter):  # type: ignore[no-untyped-def]
+        from obliviate.scenarios import list_suites
+
+        for p in self.params:
+            if p.name == "suite":
+                p.help = f"Built-in suite: {', '.join(list_suites())}."
+        super().format_help(ctx, formatter)
 
 
 def register(app: typer.Typer) -> None:
@@ -94,11 +109,9 @@ def register(app: typer.Typer) -> None:
             _fail(e)
         _print_result(res, store)
 
-    @app.command("bench")
+    @app.command("bench", cls=_BenchCommand)
     def bench(
-        suite: Annotated[
-            str, typer.Argument(help="Built-in suite: demo, healing, rurk, roka, ...")
-        ],
+        suite: Annotated[str, typer.Argument(help="Built-in suite (listed by --help).")],
         quick: Annotated[bool, typer.Option(help="The CI size (≤ 3 minutes per suite).")] = False,
         results: Annotated[Path, typer.Option(help="Results store (SQLite file).")] = Path(
             "obliviate-bench.db"

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="No progress bars or step log.")
     a = p.parse_args(argv)
     console = Console()
+    from obliviate.report.console import print_table
     from obliviate.scenarios import ResultsStore, load_suite, run_scenario
     from obliviate.scenarios.report import report_from_store
 
@@ -51,14 +52,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             results.append(res)
         for res in results:
-            console.print(store.summary(res.scenario))
+            print_table(console, store.summary(res.scenario))
         paths = report_from_store(store.path, a.out / "report", title="obliviate demo")
     except ObliviateError as e:
         console.print(f"[red]error:[/] {e}")
         return 2
     shot = None
     if not a.no_screenshot and (shutil.which("chromium") or shutil.which("chromium-browser")):
-        from obliviate.scenarios.screenshot import screenshot
+        from obliviate.report.screenshot import screenshot
 
         shot = screenshot(paths.html, a.out / "report" / "screenshot.png", height=9000)
     for res in results:

@@ -17,6 +17,19 @@ Ledger entry format::
 
     {"scenario", "seed", "step_index", "request_hash", "request_size", "request_source",
      "method", "model_version", "parent_version", "metrics_summary": {...}}
+
+Schema version: the file carries SQLite's ``application_id`` :data:`APPLICATION_ID` ("OBLV") and
+its ``user_version`` :data:`SCHEMA_VERSION`. A store written before stores carried a version
+(version 0: the same three tables, no ids) is migrated in place when it is opened for writing
+and read as it is when opened read-only. Anything else is refused with a one-line
+:class:`ConfigError` naming the file and saying what it is, before the file is touched: an empty
+file, a file that is not SQLite, an SQLite database of another application or whose tables have
+other columns, and a store of a newer schema version (upgrade obliviate to read it). Readers
+(``obliviate report``) open the store with ``read_only=True`` (SQLite ``mode=ro``), which never
+writes to the file (SQLite may leave its ``-wal``/``-shm`` companions of a WAL-mode file beside
+it). A new store is built under a temporary name and linked into place, so a process never
+opens a half-made one. :func:`summarize` is the report's aggregation
+(:mod:`obliviate.report.aggregate`), so the summary tables and the report print the same numbers.
 """
 
 from __future__ import annotations
@@ -25,8 +38,8 @@ import json
 import math
 import os
 import sqlite3
-import statistics
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,8 +47,9 @@ from typing import Any
 from rich.table import Table
 
 from obliviate.errors import ConfigError
+from obliviate.report.aggregate import STEPS, mean_std_text
+from obliviate.report.aggregate import summarize as _summarize
 
-STEPS = ("original", "gold", "unlearn", "heal")
 ROW_KEY = ("scenario", "step", "step_index", "method", "variant", "seed")
 LEDGER_KEY = ("scenario", "seed", "step_index", "method")
 #: Quality metrics summarised by :func:`summarize` (mean ± std over seeds) by default.
@@ -48,6 +62,10 @@ QUALITY_KEYS = (
     "avg_gap",
     "contamination/damage_nearest",
 )
+#: SQLite ``PRAGMA application_id`` of a results store: "OBLV" in ASCII.
+APPLICATION_ID = 0x4F424C56
+#: ``PRAGMA user_version`` of the store this code writes (0: written before stores had one).
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
   scenario TEXT NOT NULL, step TEXT NOT NULL, step_index INTEGER NOT NULL,
@@ -67,6 +85,17 @@ CREATE TABLE IF NOT EXISTS scenarios (
   name TEXT PRIMARY KEY, config_hash TEXT NOT NULL, config TEXT NOT NULL, created REAL NOT NULL
 );
 """
+#: The columns of each table, in order (versions 0 and 1 share them).
+_COLUMNS = {
+    "rows": ("scenario", "step", "step_index", "method", "variant", "seed", "config_hash",
+             "metrics", "timings", "info", "versions", "created"),
+    "ledger": ("scenario", "seed", "step_index", "method", "request_hash", "request_size",
+               "request_source", "model_version", "parent_version", "metrics_summary",
+               "created"),
+    "scenarios": ("name", "config_hash", "config", "created"),
+}  # fmt: skip
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_NEW = -1  # _inspect: no file, or an SQLite database without any table
 
 
 def _dumps(o: Any) -> str:
@@ -77,17 +106,147 @@ def _dumps(o: Any) -> str:
         raise ConfigError(f"result values must be finite numbers or strings: {e}") from None
 
 
-class ResultsStore:
-    """SQLite-backed rows + ledger. Safe to reopen while another process appends (WAL)."""
+def _connect_ro(path: Path) -> sqlite3.Connection:
+    """A read-only connection (SQLite URI ``mode=ro``): it cannot write to the file."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
 
-    def __init__(self, path: str | os.PathLike[str] = "obliviate-results.db") -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+def _inspect(path: Path) -> int:
+    """The schema version of the store at ``path`` (:data:`_NEW` if it does not exist or is an
+    SQLite database without tables); raise a one-line :class:`ConfigError` naming the file and
+    saying what it is when it is not an obliviate results store or is of a newer version.
+
+    Reads only: the file's bytes and modification time are left as they were.
+    """
+    if not path.exists():
+        return _NEW
+    where = f"results store {str(path)!r}"
+    if not path.is_file():
+        raise ConfigError(f"{where} is not a file, so not an obliviate results store")
+    with path.open("rb") as f:
+        head = f.read(len(_SQLITE_MAGIC))
+    if not head:
+        raise ConfigError(f"{where} is an empty file, not an obliviate results store")
+    if head != _SQLITE_MAGIC:
+        raise ConfigError(f"{where} is not an SQLite database, so not an obliviate results store")
+    try:
+        conn = _connect_ro(path)
         try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            names = [
+                n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+            columns = {
+                t: tuple(c[1] for c in conn.execute(f"PRAGMA table_info({t})"))
+                for t in _COLUMNS
+                if t in names
+            }
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        raise ConfigError(f"{where} cannot be read as an SQLite database: {e}") from None
+    if app_id not in (0, APPLICATION_ID):
+        raise ConfigError(
+            f"{where} is the SQLite database of another application (application_id "
+            f"{app_id:#x}), not an obliviate results store"
+        )
+    if app_id == APPLICATION_ID and version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"{where} was written by a newer obliviate (results schema version {version}; this "
+            f"one reads up to {SCHEMA_VERSION}): upgrade obliviate to open it"
+        )
+    if app_id == 0 and not names and version == 0:
+        return _NEW
+    if app_id == 0 and version != 0:
+        raise ConfigError(
+            f"{where} is an SQLite database with user_version {version} and no obliviate "
+            "application_id, not an obliviate results store"
+        )
+    missing = [t for t in _COLUMNS if t not in columns]
+    if missing and not app_id:
+        listed = ", ".join(sorted(names))
+        raise ConfigError(
+            f"{where} is an SQLite database with tables {listed}, not an obliviate results store"
+        )
+    if missing:
+        raise ConfigError(f"{where} is an obliviate results store without table {missing[0]!r}")
+    for t, cols in _COLUMNS.items():
+        if columns[t] != cols:
+            raise ConfigError(
+                f"{where} is an SQLite database whose table {t!r} has columns "
+                f"({', '.join(columns[t])}), not an obliviate results store's ({', '.join(cols)})"
+            )
+    return version if app_id else 0
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a store of ``version`` (or a new one) to :data:`SCHEMA_VERSION`, in one transaction.
+
+    Version 0 has today's tables: migrating it only writes the application id and version.
+    """
+    if version == SCHEMA_VERSION:
+        return
+    create = _SCHEMA if version == _NEW else ""
+    conn.executescript(
+        f"BEGIN IMMEDIATE;{create}PRAGMA application_id={APPLICATION_ID};"
+        f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
+    )
+
+
+def _create(path: Path) -> None:
+    """Create an empty store of :data:`SCHEMA_VERSION` at ``path`` as one step: it is built under
+    a temporary name beside ``path`` and hard-linked into place only if ``path`` still does not
+    exist, so no process ever opens a half-made (empty) file. Where the file system has no hard
+    links, the store is created in place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        conn = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            _migrate(conn, _NEW)
+        finally:
+            conn.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: open theirs
+        except OSError:
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        for f in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            f.unlink(missing_ok=True)
+
+
+class ResultsStore:
+    """SQLite-backed rows + ledger. Safe to reopen while another process appends (WAL).
+
+    ``read_only=True`` opens an existing store for reading only (SQLite ``mode=ro``): nothing is
+    created, migrated or written, and the ``put_*`` methods raise :class:`ConfigError`.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] = "obliviate-results.db", *, read_only: bool = False
+    ) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        version = _inspect(self.path)
+        if read_only and version == _NEW:
+            what = "does not exist" if not self.path.exists() else "holds no results tables"
+            raise ConfigError(f"results store {str(self.path)!r} {what}")
+        try:
+            if read_only:
+                self._conn = _connect_ro(self.path)
+                return
+            if version == _NEW and not self.path.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _create(self.path)
+                version = _inspect(self.path)
             self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(_SCHEMA)
+            _migrate(self._conn, version)
         except sqlite3.DatabaseError as e:
             raise ConfigError(f"results store {self.path} cannot be opened: {e}") from None
 
@@ -102,6 +261,8 @@ class ResultsStore:
 
     # ------------------------------------------------------------------ writing
     def _write(self, sql: str, params: Sequence[Any]) -> None:
+        if self.read_only:
+            raise ConfigError(f"results store {str(self.path)!r} was opened read-only")
         with self._conn:  # its own transaction: committed on exit, rolled back on error
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.execute(sql, params)
@@ -232,54 +393,19 @@ class ResultsStore:
 # ------------------------------------------------------------------------------ summaries
 
 
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
 def summarize(
     rows: Iterable[Mapping[str, Any]], metrics: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
-    """Group rows by (step_index, step, method, variant) across seeds.
+    """Group rows by (step_index, step, method, variant) across seeds
+    (:func:`obliviate.report.aggregate.summarize`, the aggregation the report uses).
 
-    Quality metrics: ``{"mean", "std", "n"}`` over the seeds where the value is a number (``std``
-    is the sample standard deviation, 0 for one seed; ``{"skipped": reason}`` if no seed has a
-    number). Timings: the **median** seconds and speed-up (DESIGN.md: "Timings are medians of
+    Quality metrics (``metrics``, default :data:`QUALITY_KEYS`): ``{"mean", "std", "n"}`` over
+    the seeds where the value is a number (``std`` is the sample standard deviation, ``None``
+    for one seed, as in the report); ``{"skipped": "skipped: <reason>"}`` if no seed has a
+    number. Timings: the **median** seconds and speed-up (DESIGN.md: "Timings are medians of
     repeated runs; quality metrics are mean ± std over seeds").
     """
-    keys = list(metrics) if metrics is not None else list(QUALITY_KEYS)
-    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["step_index"], r["step"], r["method"], r["variant"]), []).append(r)
-    order = {s: i for i, s in enumerate(STEPS)}
-    out = []
-    for (idx, step, method, variant), rs in sorted(
-        groups.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], kv[0][2], kv[0][3])
-    ):
-        stats: dict[str, Any] = {}
-        for k in keys:
-            vals = [_num(r["metrics"].get(k)) for r in rs]
-            nums = [v for v in vals if v is not None]
-            if nums:
-                sd = statistics.stdev(nums) if len(nums) > 1 else 0.0
-                stats[k] = {"mean": statistics.fmean(nums), "std": sd, "n": len(nums)}
-            else:
-                reason = next((str(r["metrics"][k]) for r in rs if k in r["metrics"]), "absent")
-                stats[k] = {"skipped": reason}
-        secs = [s for s in (_num(r["timings"].get("seconds")) for r in rs) if s is not None]
-        sps = [s for s in (_num(r["timings"].get("speedup")) for r in rs) if s is not None]
-        out.append(
-            {
-                "step_index": idx,
-                "step": step,
-                "method": method,
-                "variant": variant,
-                "seeds": sorted(r["seed"] for r in rs),
-                "metrics": stats,
-                "seconds_median": statistics.median(secs) if secs else None,
-                "speedup_median": statistics.median(sps) if sps else None,
-            }
-        )
-    return out
+    return _summarize(rows, list(metrics) if metrics is not None else list(QUALITY_KEYS))
 
 
 #: Short column headers of the summary table (full names in the report).
@@ -323,10 +449,8 @@ def summary_table(
             m = s["metrics"].get(k, {"skipped": "absent"})
             if "skipped" in m:
                 cells.append("[dim]—[/]")
-            elif m["n"] > 1:
-                cells.append(f"{m['mean']:.2f} ± {m['std']:.2f}")
             else:
-                cells.append(f"{m['mean']:.2f}")
+                cells.append(mean_std_text(m["mean"], m["std"], 2))
         sec, sp = s["seconds_median"], s["speedup_median"]
         name = s["method"] if not s["variant"] else f"{s['method']} + heal {s['variant']}"
         t.add_row(
@@ -340,9 +464,11 @@ def summary_table(
 
 
 __all__ = [
+    "APPLICATION_ID",
     "LEDGER_KEY",
     "QUALITY_KEYS",
     "ROW_KEY",
+    "SCHEMA_VERSION",
     "STEPS",
     "ResultsStore",
     "summarize",

@@ -2,7 +2,7 @@
 
 No pyplot: every figure is a fresh :class:`matplotlib.figure.Figure` that no global registry
 holds, so nothing leaks between calls and nothing changes the caller's backend. Each function
-takes plain numbers (already aggregated over seeds by :mod:`obliviate.scenarios.report`) and
+takes plain numbers (already aggregated over seeds by :mod:`obliviate.report.aggregate`) and
 returns a figure; :func:`save_png` writes it without a timestamp or software tag, so the same
 numbers give byte-identical PNGs.
 """
@@ -18,6 +18,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 GOLD_COLOR = "#222222"
@@ -311,8 +312,6 @@ EPOCH_COLORS = ("#9ecae1", "#4292c6", "#08519c", "#08306b", "#6baed6")
 
 def palette(labels: Sequence[str]) -> dict[str, str]:
     """A fixed colour per label (tab10, then tab20), in the order given; same labels → same map."""
-    from matplotlib.colors import to_hex
-
     base = [to_hex(c) for c in matplotlib.colormaps["tab10"].colors]
     base += [to_hex(c) for c in matplotlib.colormaps["tab20"].colors[1::2]]
     base = [c for c in base if c not in ("#7f7f7f", "#c7c7c7")]  # greys are the original's
