@@ -722,6 +722,38 @@ def save_sisa(
     return path
 
 
+def _load_data(
+    path: Path, files: dict[str, str], meta: dict[str, Any], dataset: Any, all_ids: Tensor
+) -> SisaData | None:
+    """The training tensors of a SISA artifact (stored, or taken from ``dataset`` after checking
+    its fingerprint), checked to cover exactly ``all_ids``; None when neither is there."""
+    data = None
+    if DATA in files:
+        try:
+            d = safetensors.torch.load_file(str(path / DATA), device="cpu")
+            data = SisaData(d["x"], d["y"], d["ids"])
+        except (SafetensorError, OSError, KeyError, ConfigError) as e:
+            raise CheckpointError(f"SISA artifact {path}: cannot read {DATA}: {e}") from None
+    elif dataset is not None:
+        rec = (meta.get("meta") or {}).get("dataset", {}).get("fingerprint")
+        if rec is not None and dataset.fingerprint() != rec:
+            raise CheckpointError(
+                f"SISA artifact {path} was trained on dataset content {rec[:12]}, but the "
+                f"dataset given has content {dataset.fingerprint()[:12]}"
+            )
+        x, y = dataset.tensors(all_ids)
+        data = SisaData(x, y, all_ids)
+    if data is not None:
+        same = len(data.ids) == len(all_ids) and bool(
+            torch.equal(torch.sort(data.ids).values, torch.sort(all_ids).values)
+        )
+        if not same:
+            raise CheckpointError(
+                f"SISA artifact {path}: stored data ids differ from the ensemble's slice ids"
+            )
+    return data
+
+
 def load_sisa(
     path: str | os.PathLike[str],
     *,
@@ -816,31 +848,7 @@ def load_sisa(
         raise CheckpointError(
             f"SISA artifact {path}: unexpected tensors in {WEIGHTS}: {sorted(tensors)[:5]}"
         )
-    data = None
-    all_ids = torch.cat([t for sl in slice_ids for t in sl])
-    if DATA in files:
-        try:
-            d = safetensors.torch.load_file(str(path / DATA), device="cpu")
-            data = SisaData(d["x"], d["y"], d["ids"])
-        except (SafetensorError, OSError, KeyError, ConfigError) as e:
-            raise CheckpointError(f"SISA artifact {path}: cannot read {DATA}: {e}") from None
-    elif dataset is not None:
-        rec = (meta.get("meta") or {}).get("dataset", {}).get("fingerprint")
-        if rec is not None and dataset.fingerprint() != rec:
-            raise CheckpointError(
-                f"SISA artifact {path} was trained on dataset content {rec[:12]}, but the "
-                f"dataset given has content {dataset.fingerprint()[:12]}"
-            )
-        x, y = dataset.tensors(all_ids)
-        data = SisaData(x, y, all_ids)
-    if data is not None:
-        same = len(data.ids) == len(all_ids) and bool(
-            torch.equal(torch.sort(data.ids).values, torch.sort(all_ids).values)
-        )
-        if not same:
-            raise CheckpointError(
-                f"SISA artifact {path}: stored data ids differ from the ensemble's slice ids"
-            )
+    data = _load_data(path, files, meta, dataset, torch.cat([t for sl in slice_ids for t in sl]))
     try:
         ens = SisaEnsemble(
             models,
