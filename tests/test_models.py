@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from obliviate.errors import ConfigError, UnknownNameError
+from obliviate.inference import batched_features
+from obliviate.metrics._common import features
 from obliviate.models import (
     MODELS,
     Normalize,
@@ -19,7 +21,9 @@ from obliviate.models import (
     model_spec,
     penultimate_features,
     register_model,
+    reinitialize_,
 )
+from obliviate.unlearn.methods.retrain import reinitialize_ as old_reinitialize_
 
 # Small, fast configurations for the generic checks; a model not listed here is tested with its
 # registered ``default_input`` and default arguments.
@@ -318,3 +322,28 @@ def test_efficientnet_option_errors() -> None:
         create_model("efficientnet_lite0", 10, in_channels=3, keep_imagenet_head=True)
     with pytest.raises(ConfigError, match="in_channels"):
         create_model("efficientnet_lite0", 10, in_channels=2, pretrained=False)
+
+
+def test_batched_features_is_the_one_feature_extractor() -> None:
+    torch.manual_seed(0)
+    m = create_model("small_cnn", num_classes=3, in_channels=1, image_size=[12, 12]).train()
+    x = torch.rand(7, 1, 12, 12)
+    f = batched_features(m, x, batch_size=3)
+    assert m.training  # mode restored
+    assert f.shape[0] == 7 and f.ndim == 2 and f.dtype == torch.float32
+    assert not f.is_inference() and not f.requires_grad
+    with torch.no_grad():
+        ref = penultimate_features(m.eval(), x).flatten(1)
+    torch.testing.assert_close(f, ref)
+    torch.testing.assert_close(features(m, x, batch_size=2), ref)
+    assert batched_features(m, x[:0]).shape == (0, 0)
+    with pytest.raises(ConfigError, match="batch_size"):
+        batched_features(m, x, batch_size=0)
+
+
+def test_reinitialize_lives_in_models_and_keeps_its_old_name() -> None:
+    assert old_reinitialize_ is reinitialize_
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    reinitialize_(a, 5)
+    reinitialize_(b, 5)
+    torch.testing.assert_close(a.weight, b.weight)

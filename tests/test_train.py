@@ -12,12 +12,17 @@ from obliviate.errors import ConfigError, RequestError
 from obliviate.train import (
     TrainConfig,
     augment_batch,
+    cosine_decay,
     evaluate,
     fit,
     lr_factor,
+    lr_lambda,
+    make_optimizer,
     retrain,
     train_model,
 )
+from obliviate.unlearn.base import GradientConfig
+from obliviate.unlearn.base import make_optimizer as unlearn_make_optimizer
 
 
 def blobs(n: int = 600, k: int = 4, seed: int = 0, size: int = 12) -> ImageDataset:
@@ -181,3 +186,23 @@ def test_small_cnn_reaches_95_percent_on_real_mnist_10k():
         evaluate_parts=("test",),
     )
     assert tm.metrics["acc/test"] >= 95.0, tm.metrics
+
+
+def test_one_optimiser_factory_and_one_cosine() -> None:
+    assert unlearn_make_optimizer is make_optimizer  # the old name stays importable
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    sgd = make_optimizer(p, TrainConfig(nesterov=True))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"]
+    g = make_optimizer(p, GradientConfig(optimizer="sgd"))  # no nesterov field: plain momentum
+    assert isinstance(g, torch.optim.SGD) and not g.defaults["nesterov"]
+    assert type(make_optimizer(p, GradientConfig(optimizer="adam"))) is torch.optim.Adam
+    assert type(make_optimizer(p, TrainConfig(optimizer="adamw"))) is torch.optim.AdamW
+    with pytest.raises(ConfigError, match="optimizer must be one of"):
+        make_optimizer(p, TrainConfig(optimizer="lbfgs"))  # type: ignore[arg-type]
+    assert [cosine_decay(t) for t in (0.0, 0.5, 1.0, 2.0)] == pytest.approx([1, 0.5, 0, 0])
+    assert [lr_lambda("cosine", 4)(s) for s in range(5)] == pytest.approx(
+        [cosine_decay(s / 4) for s in range(5)]
+    )
+    assert lr_lambda("cosine", 1)(0) == lr_lambda("constant", 9)(5) == 1.0
+    with pytest.raises(ConfigError, match="schedule"):
+        lr_lambda("step", 4)

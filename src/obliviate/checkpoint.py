@@ -21,10 +21,12 @@ from torch import nn
 
 import obliviate
 from obliviate._io import atomic_dir, read_json, sha256_file
+from obliviate.data import load_dataset
 from obliviate.data.dataset import ImageDataset
 from obliviate.data.request import ForgetRequest
 from obliviate.data.split import Split
 from obliviate.errors import CheckpointError, ObliviateError
+from obliviate.models import create_model
 
 FORMAT = "obliviate.checkpoint/1"
 WEIGHTS, META, SPLIT = "model.safetensors", "meta.json", "split.json"
@@ -147,8 +149,6 @@ def load_checkpoint(
     ``expect_split_hash`` differ from what the checkpoint records. Pass ``model`` to load weights
     into your own (unregistered) architecture.
     """
-    from obliviate.models import create_model
-
     path = Path(path)
     meta = read_meta(path)
     wp, sp = path / WEIGHTS, path / SPLIT
@@ -213,8 +213,6 @@ def load_checkpoint(
 
 def dataset_for(ck: Checkpoint | dict[str, Any]) -> ImageDataset:
     """Reload a checkpoint's dataset from its recorded source, verified by content."""
-    from obliviate.data import load_dataset
-
     meta = ck.meta if isinstance(ck, Checkpoint) else ck
     d = meta["dataset"]
     src = d.get("source") or {}

@@ -14,18 +14,20 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from obliviate.checkpoint import dataset_for, load_checkpoint, save_checkpoint
 from obliviate.config import opt
 from obliviate.data.dataset import ImageDataset
 from obliviate.data.request import ForgetRequest
 from obliviate.data.split import Split
 from obliviate.errors import ConfigError
 from obliviate.inference import batched_logits
+from obliviate.models import create_model
 from obliviate.utils import ProgressBar, resolve_device
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -100,18 +102,58 @@ class History:
         return dataclasses.asdict(self)
 
 
-def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
+class OptimizerFields(Protocol):
+    """What :func:`make_optimizer` reads from a config (``TrainConfig``, an unlearner's config).
+    A ``nesterov`` field, when present, switches on Nesterov momentum for SGD."""
+
+    @property
+    def optimizer(self) -> str: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def momentum(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
+
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def make_optimizer(params: Any, cfg: OptimizerFields) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.optimizer`` names over ``params``: SGD (momentum, L2 weight decay,
+    Nesterov if ``cfg.nesterov``), Adam (L2 weight decay) or AdamW (decoupled weight decay), at
+    ``cfg.lr``. The one optimiser factory of training and unlearning alike; an unknown name is a
+    :class:`ConfigError`."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             params,
             lr=cfg.lr,
             momentum=cfg.momentum,
             weight_decay=cfg.weight_decay,
-            nesterov=cfg.nesterov,
+            nesterov=bool(getattr(cfg, "nesterov", False)),
         )
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
+
+
+def cosine_decay(t: float) -> float:
+    """Half-cosine LR multiplier ``0.5 (1 + cos(π min(1, t)))``: 1 at ``t = 0``, 0 from ``t = 1``
+    (Loshchilov & Hutter 2017, SGDR, without restarts). The one cosine of every schedule."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def lr_lambda(schedule: str, total_steps: int) -> Callable[[int], float]:
+    """Per-step LR multiplier for ``LambdaLR`` of the unlearners' schedules: ``"constant"`` is 1;
+    ``"cosine"`` is :func:`cosine_decay` of ``step / total_steps`` (1 throughout when
+    ``total_steps <= 1``). An unknown schedule is a :class:`ConfigError`."""
+    if schedule not in ("constant", "cosine"):
+        raise ConfigError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    if schedule == "constant" or total_steps <= 1:
+        return lambda step: 1.0
+    return lambda step: cosine_decay(step / total_steps)
 
 
 def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int, total_steps: int) -> float:
@@ -126,12 +168,11 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int, total_steps: in
     span = max(1.0, total_steps - warm)
     t = min(1.0, (step - warm) / span)
     if cfg.schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * t))
+        return cosine_decay(t)
     # onecycle: rise for the first 30 % then cosine down (warm-up, if any, replaces the rise)
     if warm <= 0 and t < 0.3:
         return 0.1 + 0.9 * t / 0.3
-    t2 = t if warm > 0 else (t - 0.3) / 0.7
-    return 0.5 * (1.0 + math.cos(math.pi * t2))
+    return cosine_decay(t if warm > 0 else (t - 0.3) / 0.7)
 
 
 def augment_batch(x: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
@@ -275,8 +316,6 @@ class TrainedModel:
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def save(self, path: str, **extra: Any) -> None:
-        from obliviate.checkpoint import save_checkpoint
-
         save_checkpoint(
             path,
             self.model,
@@ -335,8 +374,6 @@ def train_model(
     With ``exclude`` the request's ids are left out of training — this is how the gold model is
     made (:func:`retrain`). Passing an ``nn.Module`` trains that module (deep-copied first).
     """
-    from obliviate.models import create_model
-
     cfg = cfg or TrainConfig()
     train_ids = training_ids(dataset, split, exclude)
     if isinstance(model, str):
@@ -409,8 +446,6 @@ def retrain(
     The dataset is reloaded from the checkpoint's recorded source unless given; its content must
     match the fingerprint the checkpoint was trained on.
     """
-    from obliviate.checkpoint import dataset_for, load_checkpoint
-
     ck = load_checkpoint(checkpoint, device="cpu")
     ds = dataset if dataset is not None else dataset_for(ck)
     ck.split.check(ds)

@@ -42,6 +42,7 @@ from obliviate.data.split import Split
 from obliviate.errors import ConfigError, ObliviateError, RequestError
 from obliviate.inference import batched_logits
 from obliviate.metrics._common import features
+from obliviate.unlearn import create_unlearner, make_task
 from obliviate.utils import resolve_device
 
 #: The neighbour measures ``by`` may name.
@@ -362,8 +363,6 @@ def indirect_attack_report(
     seeded). ``train_config`` is the original's recipe (needed by ``retrain``);
     ``method_options[name]`` overrides a method's defaults. The model is never modified.
     """
-    from obliviate.unlearn import create_unlearner, make_task
-
     if not methods:
         raise ConfigError("methods: name at least one unlearning method")
     dev = resolve_device(device)

@@ -36,6 +36,7 @@ from obliviate.errors import ConfigError, ObliviateError, RequestError
 from obliviate.inference import batched_logits
 from obliviate.metrics._common import features
 from obliviate.registry import Registry
+from obliviate.unlearn import UNLEARNERS, TensorSet, UnlearnTask, create_unlearner
 from obliviate.unlearn._second_order import checked_head, conjugate_gradient
 from obliviate.utils import resolve_device
 
@@ -459,8 +460,6 @@ def proxy_damage(
     stand-in for "the data are gone" (documented deviation: it measures the damage of losing
     the data, not of approximating the removal).
     """
-    from obliviate.unlearn import UNLEARNERS, TensorSet, UnlearnTask, create_unlearner
-
     cls = UNLEARNERS.get(method)
     name = "finetune" if {"exact", "needs_ensemble"} & set(cls.tags) else method
     opts = dict(method_options or {}) if name == method else {}
@@ -607,8 +606,6 @@ def _adaptive(
 
 
 def _tags(method: str) -> frozenset[str]:
-    from obliviate.unlearn import UNLEARNERS
-
     return UNLEARNERS.get(method).tags
 
 

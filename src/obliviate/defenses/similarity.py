@@ -48,6 +48,7 @@ from obliviate._io import atomic_dir, hash_parts, read_json, sha256_file
 from obliviate.data.dataset import ImageDataset, _fmt_ids
 from obliviate.data.split import Split
 from obliviate.errors import CheckpointError, ConfigError, ObliviateError, RequestError
+from obliviate.inference import batched_features
 from obliviate.utils import resolve_device
 
 SIMILARITIES = ("pixel_l2", "pixel_mahalanobis", "feature_cosine", "feature_mahalanobis")
@@ -99,8 +100,6 @@ def raw_vectors(
     ``x`` are float pixels in [0, 1] of shape (N, C, H, W). Feature similarities need ``model``
     (evaluated in eval mode, its mode restored). Returns float32 (N, D) on the CPU.
     """
-    from obliviate.models import penultimate_features
-
     if not uses_features(similarity):
         return x.reshape(len(x), -1).float().cpu()
     if model is None:
@@ -108,21 +107,7 @@ def raw_vectors(
             f"similarity {similarity!r} compares penultimate features: pass the model whose "
             "features to use (the original model by default)"
         )
-    dev = resolve_device(device)
-    was_training = model.training
-    model.eval()
-    try:
-        outs = [
-            penultimate_features(model, x[i : i + batch_size].to(dev)).reshape(
-                min(batch_size, len(x) - i), -1
-            )
-            for i in range(0, len(x), batch_size)
-        ]
-    finally:
-        model.train(was_training)
-    if not outs:
-        return torch.empty(0, 0)
-    return torch.cat(outs).float().cpu()
+    return batched_features(model, x, batch_size=batch_size, device=resolve_device(device))
 
 
 @dataclass

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from obliviate.errors import ObliviateError
+from obliviate.inference import batched_features, batched_logits
 from obliviate.registry import Registry
 
 #: name → metric function. Metadata: ``higher_is_better`` (``True``/``False``, or ``None`` when
@@ -54,8 +55,6 @@ def logits(
     model: nn.Module, x: Tensor, batch_size: int = 1000, device: str | torch.device = "cpu"
 ) -> Tensor:
     """Eval-mode logits of ``model`` on ``x``, batched, returned on the CPU (float32)."""
-    from obliviate.inference import batched_logits
-
     if batch_size < 1:
         raise MetricError(f"batch_size must be >= 1, got {batch_size}")
     return batched_logits(model, x, batch_size=batch_size, device=device)
@@ -71,14 +70,8 @@ def predictions(
 def features(
     model: nn.Module, x: Tensor, batch_size: int = 1000, device: str | torch.device = "cpu"
 ) -> Tensor:
-    """Penultimate activations (eval mode, batched, on the CPU) via ``penultimate_features``."""
-    from obliviate.models import penultimate_features
-
-    outs: list[Tensor] = []
-    with eval_mode(model), torch.inference_mode():
-        for i in range(0, len(x), batch_size):
-            f = penultimate_features(model, x[i : i + batch_size].to(device))
-            outs.append(f.flatten(1).float().cpu())
-    if not outs:
+    """Penultimate activations of ``model`` on ``x``, flattened, float32 on the CPU
+    (:func:`obliviate.inference.batched_features`); an empty ``x`` is a :class:`MetricError`."""
+    if len(x) == 0:
         raise MetricError("penultimate features of an empty set are undefined")
-    return torch.cat(outs)
+    return batched_features(model, x, batch_size=batch_size, device=device)

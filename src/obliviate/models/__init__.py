@@ -31,6 +31,7 @@ from obliviate.models.base import (
     model_spec,
     penultimate_features,
     register_model,
+    reinitialize_,
 )
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "model_spec",
     "penultimate_features",
     "register_model",
+    "reinitialize_",
 ]

@@ -212,3 +212,30 @@ def penultimate_features(model: nn.Module, x: Tensor) -> Tensor:
             "during forward; give the model a features(x) method"
         )
     return captured[-1]
+
+
+def reinitialize_(model: nn.Module, seed: int) -> nn.Module:
+    """Re-initialise every parameter of ``model`` in place under ``torch.manual_seed(seed)``
+    with its modules' own ``reset_parameters`` / ``_reset_parameters``; return ``model``.
+
+    A fresh draw from the architecture's initial distribution (how the gold ``retrain`` and SISA
+    shards rebuild a user's own, unregistered module), not a replay of how it was first built.
+    Raises :class:`ConfigError` naming the parameters no reset method covers (keeping their
+    trained values would leak the data they were trained on)."""
+    torch.manual_seed(int(seed))
+    uncovered: list[str] = []
+    for name, mod in model.named_modules():
+        reset = getattr(mod, "reset_parameters", None) or getattr(mod, "_reset_parameters", None)
+        if callable(reset):
+            reset()
+        else:
+            uncovered += [
+                f"{name}.{p}" if name else p for p, _ in mod.named_parameters(recurse=False)
+            ]
+    if uncovered:
+        raise ConfigError(
+            f"cannot re-initialise {type(model).__name__}: parameters {uncovered[:10]} belong to "
+            "modules without reset_parameters(); add one, or build the model with "
+            "obliviate.models.create_model so it can be rebuilt from its spec"
+        )
+    return model

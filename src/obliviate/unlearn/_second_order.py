@@ -5,8 +5,8 @@
   loop as the fallback for models ``vmap`` cannot trace.
 * :func:`hvp` — Hessian-vector products by double back-propagation.
 * :func:`lissa`, :func:`conjugate_gradient` — ``(H + λI)⁻¹ v`` from Hessian-vector products only.
-* :func:`output_layer`, :func:`checked_head`, :func:`extract_features` — the final ``nn.Linear``
-  of any ``nn.Module`` and the penultimate features it reads.
+* :func:`output_layer`, :func:`checked_head` — the final ``nn.Linear`` of any ``nn.Module``
+  (its penultimate features come from :func:`obliviate.inference.batched_features`).
 
 Vectors are flat tensors laid out like ``torch.cat([p.flatten() for p in params])``.
 """
@@ -90,19 +90,6 @@ def checked_head(model: nn.Module, probe: Tensor, who: str) -> nn.Linear:
             "nn.Linear `head`"
         )
     return head
-
-
-@torch.no_grad()
-def extract_features(
-    model: nn.Module, x: Tensor, device: torch.device, batch_size: int = 512
-) -> Tensor:
-    """Penultimate features of ``x`` in eval mode (the caller restores the mode)."""
-    model.eval()
-    outs = [
-        penultimate_features(model, x[i : i + batch_size].to(device)).detach()
-        for i in range(0, len(x), batch_size)
-    ]
-    return torch.cat(outs) if outs else x.new_zeros(0, 0)
 
 
 # ----------------------------------------------------------------------------------- Fisher

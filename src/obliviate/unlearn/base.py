@@ -29,6 +29,7 @@ from obliviate.config import build_config, opt
 from obliviate.errors import ConfigError, RequestError
 from obliviate.inference import batched_logits
 from obliviate.registry import Registry
+from obliviate.train import lr_lambda, make_optimizer
 from obliviate.unlearn.task import TensorSet, UnlearnTask
 from obliviate.utils import ProgressBar, resolve_device, seed_everything
 
@@ -310,13 +311,7 @@ class GradientUnlearner(Unlearner):
         bs = cfg.batch_size
         spe = math.ceil(len(drive) / bs)
         total = spe * cfg.epochs if cfg.max_steps <= 0 else min(spe * cfg.epochs, cfg.max_steps)
-
-        def factor(s: int) -> float:
-            if cfg.schedule == "constant" or total <= 1:
-                return 1.0
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt_, factor)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt_, lr_lambda(cfg.schedule, total))
         other_iter = _cycle(other, bs, g) if other is not None and len(other) else None
         step, loss_sum = 0, 0.0
         stop = ForgetStop.from_config(cfg, task, model)
@@ -350,15 +345,6 @@ class GradientUnlearner(Unlearner):
                         total = step
                         break
         return {"steps": step, "mean_loss": loss_sum / max(1, step), **stop.stats()}
-
-
-def make_optimizer(params: list[nn.Parameter], cfg: GradientConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, weight decay) or Adam from a :class:`GradientConfig`."""
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _cycle(part: TensorSet, bs: int, g: torch.Generator):

@@ -69,7 +69,8 @@ from torch import Tensor, nn
 import obliviate
 from obliviate._io import atomic_dir, hash_parts, read_json, sha256_file
 from obliviate.errors import CheckpointError, ConfigError, ObliviateError, RequestError
-from obliviate.train import TrainConfig, fit
+from obliviate.models import create_model, penultimate_features, reinitialize_
+from obliviate.train import TrainConfig, fit, model_kwargs_for, training_ids
 from obliviate.utils import resolve_device
 
 Aggregation = Literal["vote", "mean_softmax"]
@@ -358,8 +359,6 @@ class SisaEnsemble(nn.Module):
         return aggregate(self.shard_logits(x), self.aggregation)
 
     def features(self, x: Tensor) -> Tensor:
-        from obliviate.models import penultimate_features
-
         feats = [
             penultimate_features(m, x) for m, a in zip(self.shards, self.active, strict=True) if a
         ]
@@ -529,10 +528,8 @@ def _build_shard(source: ModelSource, seed: int, model_kwargs: dict[str, Any] | 
 
     A registered name / spec dict goes through ``create_model``; a callable is called; an
     ``nn.Module`` is a template: rebuilt from its ``obliviate_spec`` if it has one, otherwise
-    deep-copied and re-initialised with ``reset_parameters`` (see the ``retrain`` method).
+    deep-copied and re-initialised by :func:`obliviate.models.reinitialize_`.
     """
-    from obliviate.models import create_model
-
     torch.manual_seed(seed)
     if isinstance(source, str):
         return create_model(source, **(model_kwargs or {}))
@@ -540,8 +537,6 @@ def _build_shard(source: ModelSource, seed: int, model_kwargs: dict[str, Any] | 
     if spec is not None:
         return create_model(spec["name"], **spec["kwargs"])
     if isinstance(source, nn.Module):
-        from obliviate.unlearn.methods.retrain import reinitialize_
-
         return reinitialize_(copy.deepcopy(source), seed)
     if callable(source):
         m = source()
@@ -638,8 +633,6 @@ def train_sisa_model(
     :class:`ForgetRequest`) of ``dataset``, with the same model kwargs :func:`train_model` uses
     (normalisation statistics of ``split.train``). The ensemble's ``meta`` records the dataset
     fingerprint and the split hash, which :func:`load_sisa` checks against a given dataset."""
-    from obliviate.train import model_kwargs_for, training_ids
-
     train_ids = training_ids(dataset, split, exclude)
     kw = model_kwargs_for(dataset, split, model_kwargs)
     x, y = dataset.tensors(train_ids)
@@ -729,6 +722,38 @@ def save_sisa(
     return path
 
 
+def _load_data(
+    path: Path, files: dict[str, str], meta: dict[str, Any], dataset: Any, all_ids: Tensor
+) -> SisaData | None:
+    """The training tensors of a SISA artifact (stored, or taken from ``dataset`` after checking
+    its fingerprint), checked to cover exactly ``all_ids``; None when neither is there."""
+    data = None
+    if DATA in files:
+        try:
+            d = safetensors.torch.load_file(str(path / DATA), device="cpu")
+            data = SisaData(d["x"], d["y"], d["ids"])
+        except (SafetensorError, OSError, KeyError, ConfigError) as e:
+            raise CheckpointError(f"SISA artifact {path}: cannot read {DATA}: {e}") from None
+    elif dataset is not None:
+        rec = (meta.get("meta") or {}).get("dataset", {}).get("fingerprint")
+        if rec is not None and dataset.fingerprint() != rec:
+            raise CheckpointError(
+                f"SISA artifact {path} was trained on dataset content {rec[:12]}, but the "
+                f"dataset given has content {dataset.fingerprint()[:12]}"
+            )
+        x, y = dataset.tensors(all_ids)
+        data = SisaData(x, y, all_ids)
+    if data is not None:
+        same = len(data.ids) == len(all_ids) and bool(
+            torch.equal(torch.sort(data.ids).values, torch.sort(all_ids).values)
+        )
+        if not same:
+            raise CheckpointError(
+                f"SISA artifact {path}: stored data ids differ from the ensemble's slice ids"
+            )
+    return data
+
+
 def load_sisa(
     path: str | os.PathLike[str],
     *,
@@ -744,8 +769,6 @@ def load_sisa(
     ``dataset`` (an :class:`ImageDataset`) supplies the training tensors when the artifact was
     saved without them; its fingerprint must match the recorded one.
     """
-    from obliviate.models import create_model
-
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"SISA artifact {path} does not exist (expected a folder)")
@@ -825,31 +848,7 @@ def load_sisa(
         raise CheckpointError(
             f"SISA artifact {path}: unexpected tensors in {WEIGHTS}: {sorted(tensors)[:5]}"
         )
-    data = None
-    all_ids = torch.cat([t for sl in slice_ids for t in sl])
-    if DATA in files:
-        try:
-            d = safetensors.torch.load_file(str(path / DATA), device="cpu")
-            data = SisaData(d["x"], d["y"], d["ids"])
-        except (SafetensorError, OSError, KeyError, ConfigError) as e:
-            raise CheckpointError(f"SISA artifact {path}: cannot read {DATA}: {e}") from None
-    elif dataset is not None:
-        rec = (meta.get("meta") or {}).get("dataset", {}).get("fingerprint")
-        if rec is not None and dataset.fingerprint() != rec:
-            raise CheckpointError(
-                f"SISA artifact {path} was trained on dataset content {rec[:12]}, but the "
-                f"dataset given has content {dataset.fingerprint()[:12]}"
-            )
-        x, y = dataset.tensors(all_ids)
-        data = SisaData(x, y, all_ids)
-    if data is not None:
-        same = len(data.ids) == len(all_ids) and bool(
-            torch.equal(torch.sort(data.ids).values, torch.sort(all_ids).values)
-        )
-        if not same:
-            raise CheckpointError(
-                f"SISA artifact {path}: stored data ids differ from the ensemble's slice ids"
-            )
+    data = _load_data(path, files, meta, dataset, torch.cat([t for sl in slice_ids for t in sl]))
     try:
         ens = SisaEnsemble(
             models,

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from obliviate.errors import ConfigError
+from obliviate.metrics import accuracy, avg_gap, mia_efficacy
 from obliviate.unlearn.base import UNLEARNERS, GradientUnlearner, create_unlearner
 from obliviate.unlearn.task import TensorSet, UnlearnTask
 
@@ -87,8 +88,6 @@ def core_metrics(
     ``retain_eval_max`` estimates retain accuracy on a seeded subsample of that many retain
     samples (the MIA already samples at most ``n_max``); None uses all of them.
     """
-    from obliviate.metrics import accuracy, mia_efficacy
-
     retain = task._retain  # evaluation reads are not the method's reads
     if retain is None or len(retain) == 0:
         raise ConfigError("core metrics need the task's retain set")
@@ -177,7 +176,6 @@ def gap_scorer(
 ) -> Callable[[nn.Module, dict[str, Any]], tuple[float, dict[str, float]]]:
     """A ``score`` for :func:`tune`: Avg. Gap of the unlearned model's core metrics to gold's
     (``gold_metrics`` must come from :func:`core_metrics` with the same sizes)."""
-    from obliviate.metrics import avg_gap
 
     def score(model: nn.Module, stats: dict[str, Any]) -> tuple[float, dict[str, float]]:
         m = core_metrics(

@@ -65,7 +65,8 @@ from torch import Tensor, nn
 
 from obliviate.config import opt
 from obliviate.errors import ConfigError
-from obliviate.unlearn._second_order import checked_head, extract_features
+from obliviate.inference import batched_features
+from obliviate.unlearn._second_order import checked_head
 from obliviate.unlearn.base import Unlearner, register_unlearner
 from obliviate.unlearn.task import UnlearnTask
 from obliviate.utils import resolve_device
@@ -143,8 +144,10 @@ class CertifiedRemoval(Unlearner):
         g = torch.Generator().manual_seed(task.seed)
         retain, forget = task.retain, task.forget
         head = checked_head(model, forget.x[:2].to(dev), "certified_removal")
-        xr = _augment(extract_features(model, retain.x, dev), head).cpu().double()
-        xf = _augment(extract_features(model, forget.x, dev), head).cpu().double()
+        xr, xf = (
+            _augment(batched_features(model, s.x, 512, dev, keep_device=True), head).cpu().double()
+            for s in (retain, forget)
+        )
         yr, yf = retain.y.cpu(), forget.y.cpu()
         c = head.out_features
         if int(torch.cat([yr, yf]).max()) >= c:

@@ -54,11 +54,11 @@ from torch import Tensor, nn
 
 from obliviate.config import opt
 from obliviate.errors import ConfigError
+from obliviate.inference import batched_features
 from obliviate.unlearn._second_order import (
     add_,
     checked_head,
     conjugate_gradient,
-    extract_features,
     flat,
     full_hvp,
     grad_sum,
@@ -149,7 +149,9 @@ class Influence(Unlearner):
         if cfg.params == "head":
             head = checked_head(model, forget.x[:2].to(dev), "influence")
             params = [p for p in head.parameters() if p.requires_grad]
-            xr, xf = (extract_features(model, s.x, dev) for s in (retain, forget))
+            xr, xf = (
+                batched_features(model, s.x, 512, dev, keep_device=True) for s in (retain, forget)
+            )
 
             def loss_fn(xb: Tensor, yb: Tensor) -> Tensor:
                 return F.cross_entropy(head(xb), yb)

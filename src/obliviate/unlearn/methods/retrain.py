@@ -12,11 +12,12 @@ stops). How the architecture is re-created:
   equals ``train_model(..., exclude=request)`` bit for bit on the same machine;
 * a user's own module: the private copy is re-initialised in place under ``torch.manual_seed(seed)``
   by calling every submodule's ``reset_parameters`` (or ``_reset_parameters``, e.g.
-  ``nn.MultiheadAttention``) — :func:`reinitialize_`. This is a fresh initialisation from the same
-  distribution, not a bitwise replay of how the user first built the model. A module that owns
-  parameters but has no reset method is refused (keeping trained weights would leak the forget
-  set); buffers outside such methods (e.g. fixed normalisation constants) are kept. A pretrained
-  user model cannot be re-created this way: give it an ``obliviate_spec`` or retrain it yourself.
+  ``nn.MultiheadAttention``) — :func:`obliviate.models.reinitialize_`. This is a fresh
+  initialisation from the same distribution, not a bitwise replay of how the user first built the
+  model. A module that owns parameters but has no reset method is refused (keeping trained weights
+  would leak the forget set); buffers outside such methods (e.g. fixed normalisation constants)
+  are kept. A pretrained user model cannot be re-created this way: give it an ``obliviate_spec``
+  or retrain it yourself.
 
 ``seed`` is the original's training seed (``task.train_config["seed"]``), not ``task.seed``.
 """
@@ -32,34 +33,13 @@ from torch import nn
 
 from obliviate.config import opt
 from obliviate.errors import ConfigError, RequestError
+from obliviate.models import create_model, reinitialize_
 from obliviate.train import TrainConfig, fit
 from obliviate.unlearn.base import Unlearner, register_unlearner
 from obliviate.unlearn.sisa import SisaEnsemble
 from obliviate.unlearn.task import UnlearnTask
 
-
-def reinitialize_(model: nn.Module, seed: int) -> nn.Module:
-    """Re-initialise every parameter of ``model`` in place under ``torch.manual_seed(seed)``
-    with its modules' own ``reset_parameters`` / ``_reset_parameters``; return ``model``.
-
-    Raises :class:`ConfigError` naming the parameters no reset method covers."""
-    torch.manual_seed(int(seed))
-    uncovered: list[str] = []
-    for name, mod in model.named_modules():
-        reset = getattr(mod, "reset_parameters", None) or getattr(mod, "_reset_parameters", None)
-        if callable(reset):
-            reset()
-        else:
-            uncovered += [
-                f"{name}.{p}" if name else p for p, _ in mod.named_parameters(recurse=False)
-            ]
-    if uncovered:
-        raise ConfigError(
-            f"cannot re-initialise {type(model).__name__}: parameters {uncovered[:10]} belong to "
-            "modules without reset_parameters(); add one, or build the model with "
-            "obliviate.models.create_model so it can be rebuilt from its spec"
-        )
-    return model
+__all__ = ["Retrain", "RetrainConfig", "original_config", "reinitialize_"]
 
 
 def original_config(task: UnlearnTask, **overrides: Any) -> TrainConfig:
@@ -122,8 +102,6 @@ class Retrain(Unlearner):
         cfg = original_config(task, **over)
         spec = getattr(model, "obliviate_spec", None)
         if spec is not None:
-            from obliviate.models import create_model
-
             torch.manual_seed(cfg.seed)
             net = create_model(spec["name"], **spec["kwargs"])
             init = "create_model"

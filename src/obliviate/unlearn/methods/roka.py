@@ -78,7 +78,8 @@ from torch import Tensor, nn
 from obliviate.config import opt
 from obliviate.errors import ConfigError, RequestError
 from obliviate.inference import batched_logits
-from obliviate.unlearn.base import ForgetStop, Unlearner, make_optimizer, register_unlearner
+from obliviate.train import make_optimizer
+from obliviate.unlearn.base import ForgetStop, Unlearner, register_unlearner
 from obliviate.unlearn.task import TensorSet, UnlearnTask
 from obliviate.utils import resolve_device
 
@@ -373,7 +374,7 @@ class ROKA(Unlearner):
             )
             centroid = r.mean(0)
         params = [p for p in model.parameters() if p.requires_grad]
-        opt_ = make_optimizer(params, cfg)  # type: ignore[arg-type]  # duck-typed optimiser fields
+        opt_ = make_optimizer(params, cfg)
         r_batches = _index_batches(len(retain), cfg.batch_size, g)
         f_batches = _index_batches(len(forget), cfg.batch_size, g)
         siblings_seen: list[Tensor] = []

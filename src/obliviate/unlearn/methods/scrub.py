@@ -41,11 +41,11 @@ from torch import nn
 
 from obliviate.config import opt
 from obliviate.errors import ConfigError, RequestError
+from obliviate.train import lr_lambda, make_optimizer
 from obliviate.unlearn.base import (
     ForgetStop,
     GradientConfig,
     GradientUnlearner,
-    make_optimizer,
     register_unlearner,
 )
 from obliviate.unlearn.task import TensorSet
@@ -149,13 +149,7 @@ class Scrub(GradientUnlearner):
         opt_ = make_optimizer(params, cfg)
         budget = scrub_budgets(cfg, len(forget), len(retain))
         total = budget["max"] + budget["min"]
-
-        def factor(s: int) -> float:
-            if cfg.schedule == "constant" or total <= 1:
-                return 1.0
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt_, factor)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt_, lr_lambda(cfg.schedule, total))
         counts = {"max_steps_taken": 0, "min_steps_taken": 0}
         stop = ForgetStop.from_config(cfg, task, model)
         sums = {"max": 0.0, "min": 0.0}
