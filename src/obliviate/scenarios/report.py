@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from obliviate._io import atomic_dir, atomic_write_bytes
-from obliviate.audit import SKIP, is_skipped
+from obliviate.audit import SKIP, is_skipped, report_columns
 from obliviate.errors import ConfigError, DataFormatError
 from obliviate.scenarios import _plots
 
@@ -480,13 +480,7 @@ class _Builder:
 
 # ------------------------------------------------------------------------------ sections
 
-_QUALITY = (
-    ("Retain", "acc/retain", 2),
-    ("UA", "ua", 2),
-    ("Test", "acc/test", 2),
-    ("MIA eff.", "mia_efficacy", 2),
-    ("Avg. Gap ↓", "avg_gap", 2),
-)
+_QUALITY = report_columns()
 
 
 def _speed_cell(e: _Entry, gold: _Entry | None) -> Cell:

@@ -33,21 +33,14 @@ from typing import Any
 
 from rich.table import Table
 
+from obliviate.audit import SUMMARY_KEYS
 from obliviate.errors import ConfigError
 
 STEPS = ("original", "gold", "unlearn", "heal")
 ROW_KEY = ("scenario", "step", "step_index", "method", "variant", "seed")
 LEDGER_KEY = ("scenario", "seed", "step_index", "method")
 #: Quality metrics summarised by :func:`summarize` (mean ± std over seeds) by default.
-QUALITY_KEYS = (
-    "acc/retain",
-    "acc/forget",
-    "ua",
-    "acc/test",
-    "mia_efficacy",
-    "avg_gap",
-    "contamination/damage_nearest",
-)
+QUALITY_KEYS = SUMMARY_KEYS
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
   scenario TEXT NOT NULL, step TEXT NOT NULL, step_index INTEGER NOT NULL,
