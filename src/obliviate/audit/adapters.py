@@ -73,6 +73,8 @@ class AuditRun:
     shadow_train_fn: Callable[[Tensor, Tensor, int], nn.Module] | None = None
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    y: dict[str, Tensor] = field(init=False)
+    forget_classes: list[int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.values = {col: {} for col in self.models}

@@ -75,9 +75,9 @@ class AuditConfig:
 
     def validate(self) -> AuditConfig:
         """Raise :class:`ConfigError` naming the first field with a bad value; else ``self``."""
-        if not isinstance(self.taus, list) or not self.taus:
+        if not isinstance(self.taus, list | tuple) or not self.taus:
             raise ConfigError(f"taus must name at least one tau, got {self.taus!r}")
-        bad = [t for t in self.taus if not 0.0 <= t <= 1.0]
+        bad = [t for t in self.taus if not _real(t) or not 0.0 <= t <= 1.0]
         if bad:
             raise ConfigError(f"taus: every tau must lie in [0, 1] (pixel units), got {bad}")
         PERTURBATIONS.get(self.perturbation)
@@ -114,6 +114,10 @@ class AuditConfig:
     def to_dict(self) -> dict[str, Any]:
         """The options as a plain dict (JSON types)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def _number(name: str, v: Any) -> float:
