@@ -13,11 +13,32 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from obliviate.audit import AuditReport, FastInference, audit, is_skipped, tau_key
+from obliviate.audit import (
+    AUDIT_ENTRIES,
+    AUDIT_METRICS,
+    DEFAULT_METRICS,
+    LEDGER_KEYS,
+    OPTIONAL_METRICS,
+    SUMMARY_KEYS,
+    AuditConfig,
+    AuditReport,
+    FastInference,
+    audit,
+    audit_entries,
+    entry_of,
+    higher_is_better,
+    is_skipped,
+    key_spec,
+    planned_entries,
+    report_columns,
+    tau_key,
+)
 from obliviate.cli import app
+from obliviate.config import config_help
 from obliviate.data import ForgetRequest, load_dataset, make_split
 from obliviate.errors import ConfigError, RequestError
 from obliviate.metrics import (
+    DEFAULT_GAP_KEYS,
     DEFAULT_TAUS,
     accuracy,
     knowledge_contamination,
@@ -209,6 +230,118 @@ def test_bad_options_raise(setup):
         run_audit(setup, o, taus=(0.5, 2.0))
     with pytest.raises(RequestError):
         audit(o, dataset=setup["ds"], split=setup["split"], request=setup["split"].test[:3])
+
+
+# ------------------------------------------------------------------------------ registry, config
+
+
+@pytest.fixture(scope="module")
+def full_reports(setup):
+    """Every metric, every column, an extra timed step; and the same audit without gold."""
+    s = setup
+    o, g = s["orig"].model, s["gold"].model
+    kw = dict(
+        metrics=list(AUDIT_METRICS), timings={"unlearn": 1.0, "gold": 4.0, "heal": 2.0},
+        relearn_kw={"max_epochs": 1}, shadow_models=[g, o], taus=(0.0, 0.1), c=5,
+    )  # fmt: skip
+    return run_audit(s, o, g, o, **kw), run_audit(s, o, **kw)
+
+
+def test_every_key_an_audit_writes_belongs_to_a_registered_entry(full_reports):
+    for rep in full_reports:
+        chosen = {e.name for e in planned_entries(rep.config["metrics"])}
+        for col in rep.columns:
+            for key in rep[col]:
+                assert entry_of(key).name in chosen, (col, key)
+    # and every shown key of every entry appears in the full report
+    rep = full_reports[0]
+    written = {k for col in rep.columns for k in rep[col]}
+    for e in audit_entries():
+        for spec in e.keys:
+            if spec.variable is None:
+                assert spec.key in written, spec.key
+            elif spec.variable == "tau":
+                assert spec.expand(tau=0.1) in written
+            else:
+                assert spec.expand(step="heal") in written
+
+
+def test_table_labels_and_directions_come_from_the_entries(full_reports):
+    rep = full_reports[0]
+    rows = rep._rows()
+    assert [r[1] for r in rows][:2] == ["acc/forget", "ua"]
+    for section, key, label, fmt, read in rows:
+        spec, entry = key_spec(key), entry_of(key)
+        assert (section, fmt, read) == (entry.section, spec.fmt, spec.reading)
+        assert label.split(" (")[0] in str(rep) or not any(key in rep[c] for c in rep.columns)
+    assert higher_is_better("avg_gap") is False and key_spec("avg_gap").reading.startswith("↓")
+    assert higher_is_better("acc/test") is True and key_spec("acc/test").reading == "↑"
+    assert higher_is_better("ua") is None and key_spec("ua").reading == "ideal: gold"
+    assert higher_is_better(f"{tau_key(0.3)}/frac_gt1") is False
+    assert entry_of("speedup/heal").name == "cost" and higher_is_better("speedup/heal") is True
+    assert "3 nearest" in str(rep)  # a label filled in from the report's config
+    with pytest.raises(ConfigError, match="no audit metric writes"):
+        entry_of("acc/bogus")
+
+
+def test_the_registry_feeds_the_store_ledger_report_and_gap():
+    from obliviate.scenarios import report, runner, store
+
+    assert store.QUALITY_KEYS == SUMMARY_KEYS and runner.LEDGER_METRICS == LEDGER_KEYS
+    assert report_columns() == report._QUALITY
+    assert [k for _, k, _ in report._QUALITY] == [*DEFAULT_GAP_KEYS, "avg_gap"]
+    assert report._QUALITY[-1] == ("Avg. Gap ↓", "avg_gap", 2)
+    # Avg. Gap reads keys of the entries it requires, which run before it
+    gap = AUDIT_ENTRIES.get("avg_gap")
+    assert {entry_of(k).name for k in DEFAULT_GAP_KEYS} <= set(gap.requires)
+    assert [e.name for e in planned_entries(["avg_gap"])] == ["accuracy", "mia_efficacy", "avg_gap"]
+    assert set(DEFAULT_METRICS) == {e.name for e in audit_entries() if e.default}
+    assert set(OPTIONAL_METRICS) == {"relearn_time", "lira"}
+    vs_gold = {"avg_gap", "weight_distance", "js_divergence", "knowledge_contamination"}
+    for e in audit_entries():
+        assert e.needs_gold == (e.name in vs_gold | {"residual_knowledge"})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("taus", [float("nan")]),
+        ("taus", [-0.1]),
+        ("c", float("nan")),
+        ("c", 0),
+        ("seed", -1),
+        ("n_max_mia", -5),
+        ("residual_max_samples", 0),
+        ("contamination_k", -1),
+        ("lira_k", 0),
+        ("micro_batch", -1),
+        ("mia_feature", "probability"),
+        ("metrics", ["acuracy"]),
+    ],
+)
+def test_audit_config_refuses_bad_values_naming_the_field(field, value):
+    name = "audit metric" if field == "metrics" else field
+    with pytest.raises(ConfigError, match=name):
+        AuditConfig(**{field: value})
+    cfg = AuditConfig()
+    setattr(cfg, field, value)
+    with pytest.raises(ConfigError, match=name):
+        cfg.validate()
+
+
+def test_audit_config_is_documented_and_equals_the_keywords(setup):
+    helps = {name: h for name, _, _, h in config_help(AuditConfig)}
+    assert all(helps.values()) and "taus" in helps and "contamination_k" in helps
+    assert AuditConfig(taus=0.1).taus == [0.1]
+    o, g = setup["orig"].model, setup["gold"].model
+    kw = dict(taus=[0.1], c=5, metrics=["accuracy", "avg_gap", "residual_knowledge"], seed=1)
+    by_kw = run_audit(setup, o, g, **kw)
+    by_cfg = audit(o, g, dataset=setup["ds"], split=setup["split"], request=setup["req"],
+                   config=AuditConfig(**kw))  # fmt: skip
+    assert by_cfg.to_dict()["values"] == by_kw.to_dict()["values"]
+    with pytest.raises(ConfigError, match="not both"):
+        audit(o, g, dataset=setup["ds"], split=setup["split"], request=setup["req"],
+              config=AuditConfig(**kw), seed=2)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ new metric forms

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from obliviate.audit import is_skipped
+from obliviate.audit import is_skipped, report_columns
 from obliviate.errors import DataFormatError
 from obliviate.report import plots
 from obliviate.report.aggregate import MISSING, NOT_RECORDED, Stat, aggregate, is_num
@@ -38,13 +38,7 @@ from obliviate.report.groups import Entry, Group, audited_taus
 #: r_τ columns in a metric table when ``taus`` is not given (the r_τ section lists every τ).
 MAX_TABLE_TAUS = 3
 #: The metric table's quality columns: (header, metric key, decimals).
-_QUALITY = (
-    ("Retain", "acc/retain", 2),
-    ("UA", "ua", 2),
-    ("Test", "acc/test", 2),
-    ("MIA eff.", "mia_efficacy", 2),
-    ("Avg. Gap ↓", "avg_gap", 2),
-)
+_QUALITY = report_columns()
 
 
 def speed_cell(e: Entry, gold: Entry | None) -> Cell:

@@ -55,6 +55,7 @@ from torch import nn
 
 import obliviate
 from obliviate._io import atomic_write_json, hash_parts, sha256_file
+from obliviate.audit import LEDGER_KEYS
 from obliviate.data import ForgetRequest, ImageDataset, Split, load_dataset, make_split
 from obliviate.errors import ConfigError, RequestError
 from obliviate.registry import Registry
@@ -75,7 +76,7 @@ from obliviate.scenarios.store import ResultsStore
 
 EventFn = Callable[[str, dict[str, Any]], None]
 #: Metrics copied into each ledger entry.
-LEDGER_METRICS = ("acc/forget", "ua", "acc/retain", "acc/test", "mia_efficacy", "avg_gap")
+LEDGER_METRICS = LEDGER_KEYS
 
 
 @dataclass

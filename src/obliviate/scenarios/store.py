@@ -46,6 +46,7 @@ from typing import Any
 
 from rich.table import Table
 
+from obliviate.audit import SUMMARY_KEYS
 from obliviate.errors import ConfigError
 from obliviate.report.aggregate import STEPS, mean_std_text
 from obliviate.report.aggregate import summarize as _summarize
@@ -53,15 +54,7 @@ from obliviate.report.aggregate import summarize as _summarize
 ROW_KEY = ("scenario", "step", "step_index", "method", "variant", "seed")
 LEDGER_KEY = ("scenario", "seed", "step_index", "method")
 #: Quality metrics summarised by :func:`summarize` (mean ± std over seeds) by default.
-QUALITY_KEYS = (
-    "acc/retain",
-    "acc/forget",
-    "ua",
-    "acc/test",
-    "mia_efficacy",
-    "avg_gap",
-    "contamination/damage_nearest",
-)
+QUALITY_KEYS = SUMMARY_KEYS
 #: SQLite ``PRAGMA application_id`` of a results store: "OBLV" in ASCII.
 APPLICATION_ID = 0x4F424C56
 #: ``PRAGMA user_version`` of the store this code writes (0: written before stores had one).
