@@ -64,10 +64,12 @@ def _check_pairs(prompts: Sequence[str], targets: Sequence[str]) -> None:
 
 def vocab_logprob_moments(logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean μ and std σ of log p(z) for z ~ p, per row of log-probabilities ``logp`` (…, V):
-    μ = Σ p log p, σ² = Σ p (log p)² − μ² (Min-K %++'s calibration)."""
+    μ = Σ p log p, σ² = Σ p (log p − μ)² (Min-K %++'s calibration), in float64: the textbook
+    E[x²] − μ² form cancels badly when the distribution is nearly flat."""
+    logp = logp.double()
     prob = logp.exp()
     mu = (prob * logp).sum(-1)
-    var = ((prob * logp.square()).sum(-1) - mu.square()).clamp_min(0.0)
+    var = (prob * (logp - mu.unsqueeze(-1)).square()).sum(-1)
     return mu, var.sqrt()
 
 
