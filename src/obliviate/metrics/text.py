@@ -30,7 +30,11 @@ import torch
 from scipy.stats import ks_2samp
 
 from obliviate.errors import ConfigError
+from obliviate.metrics._common import METRICS
 from obliviate.models.lm import format_question
+
+TOFU = "Maini et al., 2024, TOFU: A Task of Fictitious Unlearning for LLMs"
+MUSE = "Shi et al., 2024, MUSE: Machine Unlearning Six-Way Evaluation for Language Models"
 
 #: Min-K % and Min-K %++ use the lowest 40 % of token scores (DESIGN.md).
 MIN_K = 0.4
@@ -206,6 +210,12 @@ def _mean_lp(lp: torch.Tensor | Sequence[float]) -> float:
     return float(t.mean())
 
 
+@METRICS.register(
+    "answer_probability",
+    higher_is_better=True,
+    description="TOFU probability P(a|q)^(1/|a|) of an answer given its question",
+    reference=TOFU,
+)
 def answer_probability(logprobs: torch.Tensor | Sequence[float]) -> float:
     """TOFU "Probability": P(a | q)^(1/|a|) = exp(mean token log-prob). Higher is better on
     retain (the model knows the answer); on the forget set lower means more forgotten."""
@@ -219,6 +229,12 @@ def option_probability(correct: torch.Tensor, wrong: Sequence[torch.Tensor]) -> 
     return probs[0] / sum(probs)
 
 
+@METRICS.register(
+    "truth_ratio",
+    higher_is_better=None,
+    description="TOFU truth ratio R (perturbed vs paraphrased answers); compared with gold",
+    reference=TOFU,
+)
 def truth_ratio(
     paraphrased: torch.Tensor | Sequence[float],
     perturbed: Sequence[torch.Tensor | Sequence[float]],
@@ -242,6 +258,12 @@ def truth_ratio(
     raise ConfigError(f"truth_ratio: mean must be 'geometric' or 'arithmetic', got {mean!r}")
 
 
+@METRICS.register(
+    "truth_ratio_score",
+    higher_is_better=True,
+    description="TOFU retain statistic max(0, 1 - R)",
+    reference=TOFU,
+)
 def truth_ratio_score(r: float) -> float:
     """TOFU's retain-side truth-ratio statistic max(0, 1 − R); higher is better (in [0, 1])."""
     return max(0.0, 1.0 - r)
@@ -264,6 +286,12 @@ def ks_statistic(a: Sequence[float], b: Sequence[float]) -> float:
     return float(np.max(np.abs(fa - fb)))
 
 
+@METRICS.register(
+    "forget_quality",
+    higher_is_better=True,
+    description="KS-test p-value of unlearned vs gold truth ratios on the forget set",
+    reference=TOFU,
+)
 def forget_quality(r_unlearned: Sequence[float], r_gold: Sequence[float]) -> float:
     """TOFU forget quality: p-value of the two-sided two-sample KS test between the unlearned and
     the gold model's truth ratios on the forget set (scipy's ``ks_2samp``, exact for small
@@ -286,6 +314,12 @@ def harmonic_mean(values: Sequence[float]) -> float:
     return len(v) / sum(1.0 / x for x in v)
 
 
+@METRICS.register(
+    "model_utility",
+    higher_is_better=True,
+    description="harmonic mean of retain/world-facts probability, ROUGE-L, truth ratio",
+    reference=TOFU,
+)
 def model_utility(retain: dict[str, float], world: dict[str, float] | None = None) -> float:
     """TOFU model utility (DESIGN.md): harmonic mean of ``retain["probability"]``,
     ``retain["rouge_l"]``, ``retain["truth_ratio_score"]`` and, when given,
@@ -323,6 +357,12 @@ def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     return prev[-1]
 
 
+@METRICS.register(
+    "rouge_l",
+    higher_is_better=True,
+    description="ROUGE-L (LCS) recall of a generation against the reference answer",
+    reference="Lin, 2004, ROUGE; TOFU uses its recall",
+)
 def rouge_l(prediction: str, reference: str, kind: str = "recall") -> float:
     """ROUGE-L of ``prediction`` against ``reference`` over lower-cased word tokens:
     ``"recall"`` = LCS / |reference| (TOFU), ``"precision"`` = LCS / |prediction|, ``"f1"`` their
@@ -345,6 +385,12 @@ def normalise_text(text: str) -> str:
     return " ".join(_words(text))
 
 
+@METRICS.register(
+    "answer_accuracy",
+    higher_is_better=True,
+    description="share of greedy answers containing the key fact (on forget: lower)",
+    reference="DESIGN.md (matched forgetting on text)",
+)
 def answer_accuracy(generations: Sequence[str], facts: Sequence[str]) -> float:
     """Share of generations that contain their key fact, case- and punctuation-insensitive
     (whole-word match). Higher means the facts are known (lower on the forget set = forgotten).
@@ -362,6 +408,12 @@ def answer_accuracy(generations: Sequence[str], facts: Sequence[str]) -> float:
     return hits / len(facts)
 
 
+@METRICS.register(
+    "repeated_ngram_rate",
+    higher_is_better=False,
+    description="share of repeated word n-grams in a generation (fluency)",
+    reference="Holtzman et al., 2020, The Curious Case of Neural Text Degeneration",
+)
 def repeated_ngram_rate(text: str, n: int = 3) -> float:
     """Share of word n-grams that repeat an earlier n-gram of the same text (0 = no repetition,
     → 1 for a loop). Lower is better (fluency)."""
@@ -420,6 +472,12 @@ def min_k_plus_plus_score(stats: TokenStats, k: float = MIN_K) -> float:
     return _lowest_k_mean(z, k)
 
 
+@METRICS.register(
+    "text_mia_auc",
+    higher_is_better=None,
+    description="AUC of membership scores, forget vs holdout; ideal = gold's",
+    reference=MUSE,
+)
 def mia_auc(members: Sequence[float], nonmembers: Sequence[float]) -> float:
     """ROC AUC of membership scores: P(member score > non-member score), ties counted half
     (Mann–Whitney U / (n m)). 0.5 = no signal; on forget vs holdout, the gold model's AUC is the
@@ -433,6 +491,12 @@ def mia_auc(members: Sequence[float], nonmembers: Sequence[float]) -> float:
     return float((greater + 0.5 * ties) / (a.size * b.size))
 
 
+@METRICS.register(
+    "priv_leak",
+    higher_is_better=None,
+    description="(AUC_unlearned - AUC_gold) / AUC_gold x 100; ideal 0",
+    reference=MUSE,
+)
 def priv_leak(auc_unlearned: float, auc_gold: float) -> float:
     """MUSE PrivLeak = (AUC_unlearned − AUC_gold) / AUC_gold × 100 (on Min-K %++ scores, forget
     vs holdout). Closer to 0 is better: > 0 under-unlearned (leaks), < 0 over-unlearned."""
@@ -467,6 +531,12 @@ def mia_scores(
 # verbatim memorisation (MUSE)
 
 
+@METRICS.register(
+    "verbatim_memorisation",
+    higher_is_better=None,
+    description="ROUGE-L F1 of the greedy continuation of a text's first half",
+    reference=MUSE,
+)
 def verbatim_memorisation(
     model: Any,
     tokenizer: Any,
