@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,8 +71,7 @@ class QADataset:
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        seen: set[str] = set()
-        dups = sorted({p.id for p in self.pairs if p.id in seen or seen.add(p.id)})
+        dups = sorted(i for i, c in Counter(p.id for p in self.pairs).items() if c > 1)
         if dups:
             raise DataFormatError(f"dataset {self.name!r} has duplicate QA ids: {dups[:10]}")
 
