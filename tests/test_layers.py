@@ -68,9 +68,26 @@ def find_modules(root: Path, package: str = PACKAGE) -> dict[str, tuple[Path, bo
     return mods
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): imports for annotations only, never
+    executed, so they are not edges of the runtime import graph."""
+    if not isinstance(node, ast.If):
+        return False
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING"
+    )
+
+
 def _walk(node: ast.AST, in_function: bool = False) -> Iterator[tuple[ast.AST, bool]]:
-    """Every node under ``node`` with whether it sits inside a function (or lambda) body."""
+    """Every node under ``node`` with whether it sits inside a function (or lambda) body;
+    ``if TYPE_CHECKING:`` blocks are skipped (see :func:`_is_type_checking`)."""
     for child in ast.iter_child_nodes(node):
+        if _is_type_checking(child):
+            for n in child.orelse:
+                yield n, in_function
+                yield from _walk(n, in_function)
+            continue
         yield child, in_function
         inner = in_function or isinstance(
             child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
