@@ -721,12 +721,12 @@ def _tune_problems(scn: Scenario, seen: Mapping[str, int]) -> list[tuple[Loc, st
         for j, k in enumerate([] if keys == "all" else keys):
             if k not in seen:
                 p.append((("tune", field, j), f"no method {k!r} in `methods`"))
-    for k, over in t.space.items():
-        if k not in seen:
-            p.append((("tune", "space", k), f"no method {k!r} in `methods`"))
+    for k, over in t.space.items():  # a registered name not run here is checked, then unused
+        if k not in seen and k not in UNLEARNERS:
+            p.append((("tune", "space", k), f"no method {k!r} in `methods` or the registry"))
             continue
         try:
-            resolve_space(scn.methods[seen[k]].name, over)
+            resolve_space(scn.methods[seen[k]].name if k in seen else k, over)
         except ConfigError as e:
             p.append((("tune", "space", k), str(e)))
     for j, k in enumerate([] if t.methods == "all" else t.methods):
