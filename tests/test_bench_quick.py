@@ -35,30 +35,33 @@ def _run(script: str, *args: str, tmp_path: Path) -> tuple[str, dict]:
     return proc.stdout, json.loads(out.read_text())
 
 
-def test_methods_quick(tmp_path):
-    stdout, res = _run(
-        "methods.py",
-        "--quick",
-        "--settings",
-        "small",
-        "--methods",
-        "grad_ascent,retrain",
-        "--trials",
-        "2",
-        "--cache",
-        str(tmp_path / "cache"),
-        tmp_path=tmp_path,
-    )
-    rows = res["small"]["rows"]
-    extra = {"influence (healing recipe)", "retrain (other seed)"}
-    assert {"original", "gold", "grad_ascent", "retrain"} | extra <= set(rows)
-    # retrain is the gold recipe on the same data and seed: bit-identical, so gap 0; with
-    # another training seed it is another exact unlearning, at a gap > 0 (the noise floor)
-    assert [r["gap"] for r in rows["retrain"]] == [0.0]
-    assert rows["retrain (other seed)"][0]["gap"] > 0.0
-    assert rows["original"][0]["gap"] > 0.0
-    assert res["small"]["params"]["grad_ascent"]["batch_size"] == 32  # the small-setting grid
-    assert "target: ≥ 3 approximate methods" in stdout
+def test_methods_suite_quick_with_tuning(tmp_path):
+    """`obliviate bench methods --size quick` (bench/methods.py's comparison as a suite): every
+    method is tuned on seed 0, no row comes from seed 0, the rows record the chosen params and
+    the suite's table names every method of every setting."""
+    from typer.testing import CliRunner
+
+    from obliviate.cli import app
+    from obliviate.scenarios import ResultsStore, load_suite
+
+    db = tmp_path / "bench.db"
+    args = ["bench", "methods", "--size", "quick", "--results", str(db), "--quiet"]
+    out = CliRunner().invoke(app, [*args, "--cache", str(tmp_path / "cache")])
+    assert out.exit_code == 0, out.output
+    scenarios = load_suite("methods", "quick")
+    rows = ResultsStore(db).rows()
+    assert rows and all(r["seed"] != 0 for r in rows)  # the tuning seed is never reported
+    for scn in scenarios:
+        assert scn.tune is not None and scn.tune.seed == 0
+        unlearn = [r for r in rows if r["scenario"] == scn.name and r["step"] == "unlearn"]
+        assert {r["method"] for r in unlearn} == {m.key for m in scn.methods}
+        for r in unlearn:
+            tuned = r["info"]["tuned"]
+            assert tuned["seed"] == 0 and tuned["trials"] == 2 and tuned["params"]
+            assert all(r["info"]["params"][k] == v for k, v in tuned["params"].items())
+        table = out.output[out.output.index(f"{scn.name}: mean ± std") :]
+        for name in ("original", "gold", *(m.key for m in scn.methods)):
+            assert name in table, (scn.name, name)
 
 
 def test_attacks_quick(tmp_path):

@@ -82,7 +82,10 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="Comma-separated seeds (overrides the file's).")
         ] = None,
         size: Annotated[
-            str | None, typer.Option(help="A `sizes` overlay of the file (e.g. quick, full).")
+            str | None,
+            typer.Option(
+                help="A `sizes` overlay of the file (built-in suites: quick, full, paper)."
+            ),
         ] = None,
         device: Annotated[
             str | None, typer.Option(help="cpu, cuda, cuda:N or auto (overrides the file's).")
@@ -112,7 +115,14 @@ def register(app: typer.Typer) -> None:
     @app.command("bench", cls=_BenchCommand)
     def bench(
         suite: Annotated[str, typer.Argument(help="Built-in suite (listed by --help).")],
-        quick: Annotated[bool, typer.Option(help="The CI size (≤ 3 minutes per suite).")] = False,
+        size: Annotated[
+            str | None,
+            typer.Option(
+                help="quick (CI, ≤ 2 min), full (CPU, ≤ 60 min) or paper (the papers' sizes, "
+                "for a GPU). Default: full."
+            ),
+        ] = None,
+        quick: Annotated[bool, typer.Option(help="Alias of --size quick.")] = False,
         results: Annotated[Path, typer.Option(help="Results store (SQLite file).")] = Path(
             "obliviate-bench.db"
         ),
@@ -125,12 +135,17 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
         quiet: Annotated[bool, typer.Option(help="No progress bars or step log.")] = False,
     ) -> None:
-        """Run every scenario of a built-in suite (quick or full size) into one results store."""
+        """Run every scenario of a built-in suite at one size into one results store, then print
+        the suite's table (when it has a printer)."""
         from obliviate.cli import _fail, console
+        from obliviate.errors import ConfigError
         from obliviate.scenarios import ResultsStore, load_suite, run_scenario
+        from obliviate.scenarios.printers import print_suite
 
         try:
-            scenarios = load_suite(suite, "quick" if quick else "full")
+            if quick and size not in (None, "quick"):
+                raise ConfigError(f"--quick means --size quick, but --size {size} was given")
+            scenarios = load_suite(suite, "quick" if quick else (size or "full"))
             store = ResultsStore(results)
             for scn in scenarios:
                 console.rule(f"{suite}: {scn.name}")
@@ -144,6 +159,9 @@ def register(app: typer.Typer) -> None:
                     console=None if quiet else console,
                 )
                 _print_result(res, store)
+            if seeds is not None:
+                scenarios = [s.model_copy(update={"seeds": _seeds(seeds)}) for s in scenarios]
+            print_suite(suite, store, scenarios, console)
         except ObliviateError as e:
             _fail(e)
 

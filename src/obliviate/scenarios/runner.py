@@ -73,6 +73,14 @@ from obliviate.scenarios.schema import (
     load_scenario,
 )
 from obliviate.scenarios.store import ResultsStore
+from obliviate.scenarios.tuning import (
+    TunedParams,
+    apply_tuned,
+    check_tuning_seed,
+    methods_to_tune,
+    needs_ensemble,
+    tune_methods,
+)
 
 EventFn = Callable[[str, dict[str, Any]], None]
 #: Metrics copied into each ledger entry.
@@ -121,6 +129,7 @@ class RunContext:
     console: Console | None = None
     on_event: EventFn | None = None
     counts: dict[str, int] = field(default_factory=lambda: {"written": 0, "skipped": 0})
+    tuned: dict[str, TunedParams] = field(default_factory=dict)  # the ``tune`` step's choices
 
     def emit(self, event: str, **payload: Any) -> None:
         if self.on_event is not None:
@@ -753,7 +762,10 @@ def _speedup(gold_s: float, s: float) -> float | None:
 def method_rows(ctx: RunContext, method: MethodSpec, art: Artifact, gold: Artifact,
                 original: Artifact, req: StepRequest) -> None:  # fmt: skip
     """Row "unlearn" and the ledger entry of ``method``'s version ``v_{i+1}``."""
-    h = _audit_hash(ctx, "unlearn", art.key, gold.key, original.key)
+    tuned = ctx.tuned.get(method.key)
+    h = _audit_hash(
+        ctx, "unlearn", art.key, gold.key, original.key, *([tuned.key] if tuned else [])
+    )
     key = _key_of(ctx, "unlearn", req, method.key, "")
     if ctx.store.has_row(key, h):
         ctx.counts["skipped"] += 1
@@ -767,6 +779,7 @@ def method_rows(ctx: RunContext, method: MethodSpec, art: Artifact, gold: Artifa
             "model_version": f"v{req.index + 1}",
             "parent_version": f"v{req.index}",
             "stats": art.stats,
+            **({"tuned": tuned.info()} if tuned else {}),
         }
         _put(ctx, _row(ctx, "unlearn", req, method.key, "", h, _metrics(rep, "unlearned"),
                        art.seconds, _speedup(gold.seconds, art.seconds), info))  # fmt: skip
@@ -848,6 +861,18 @@ def run_seed(ctx: RunContext) -> None:
             defense_rows(ctx, m, art, gold, original, req)
 
 
+def tune_step(ctx: RunContext) -> dict[str, TunedParams]:
+    """The ``tune`` step on the tuning seed ``ctx.seed``: its original, request 0 and gold (cached
+    like any seed's), then :func:`obliviate.scenarios.tuning.tune_methods` (no rows written)."""
+    original = train_original(ctx)
+    req = next(select_requests(ctx, original, {}))
+    gold = train_gold(ctx, original, req)
+    keys = {m.key for m in methods_to_tune(ctx.scenario)}
+    methods = [m for m in matched_forgetting(ctx, gold, req) if m.key in keys]
+    starts = {m.key: train_ensemble(ctx, m) if needs_ensemble(m) else original for m in methods}
+    return tune_methods(ctx, methods, starts, gold, req)
+
+
 def matched_forgetting(ctx: RunContext, gold: Artifact, req: StepRequest) -> list[MethodSpec]:
     """The scenario's methods for step ``req``, with the matched-forgetting stopping rule set.
 
@@ -912,12 +937,14 @@ def run_scenario(
     store = results if isinstance(results, ResultsStore) else ResultsStore(results)
     art_cache = cache if isinstance(cache, ArtifactCache) else ArtifactCache(cache)
     config_hash = scn.config_hash()
+    check_tuning_seed(scn)
     store.put_scenario(scn.name, config_hash, scn.model_dump(mode="json"))
     t0 = time.perf_counter()
     written = skipped = 0
-    for seed in scn.seeds:
+
+    def context(seed: int, tuned: dict[str, TunedParams]) -> RunContext:
         ds, split = load_data(scn, seed)
-        ctx = RunContext(
+        return RunContext(
             scenario=scn,
             seed=seed,
             cache=art_cache,
@@ -934,7 +961,15 @@ def run_scenario(
             show_progress=show_progress,
             console=console,
             on_event=on_event,
+            tuned=tuned,
         )
+
+    tuned: dict[str, TunedParams] = {}
+    if scn.tune is not None:  # on the tuning seed, before (and apart from) the report seeds
+        tuned = tune_step(context(scn.tune.seed, {}))
+        scn = apply_tuned(scn, tuned)
+    for seed in scn.seeds:
+        ctx = context(seed, tuned)
         run_seed(ctx)
         written += ctx.counts["written"]
         skipped += ctx.counts["skipped"]

@@ -38,6 +38,8 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from obliviate._io import hash_parts
 from obliviate.config import build_config
 from obliviate.errors import ConfigError, ObliviateError
+from obliviate.unlearn import UNLEARNERS
+from obliviate.unlearn.tune import TUNE_SCORERS, resolve_space
 
 Loc = tuple[str | int, ...]
 
@@ -234,6 +236,30 @@ class MatchedForgettingSpec(_Strict):
     methods: list[str] | None = None
 
 
+class TuneSpec(_Strict):
+    """The tuning step: each method's hyper-parameters chosen on ``seed``, never reported.
+
+    On the tuning seed the runner trains its own original and gold (request 0 of the sequence)
+    and searches each method's space (declared next to the method, merged with ``space``
+    overrides option by option; ``null`` drops an option) for the lowest ``scorer`` over
+    ``trials`` sequential Optuna trials (``strategy``: ``auto`` enumerates a grid, samples
+    ranges with seeded TPE). The report seeds (``seeds``) must not include ``seed``. ``methods``:
+    keys to tune or ``all`` (every method with a space) minus ``exclude``. ``eval_max`` caps the
+    test, retain and MIA samples a trial is scored on; ``study`` keeps the Optuna study in
+    ``<cache>/studies/<scenario config hash>.db``.
+    """
+
+    seed: int = 0
+    trials: int = Field(8, ge=1)
+    scorer: str = "avg_gap"
+    methods: list[str] | Literal["all"] = "all"
+    exclude: list[str] = Field(default_factory=list)
+    space: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    strategy: Literal["auto", "grid", "random", "tpe"] = "auto"
+    eval_max: int | None = Field(None, ge=2)
+    study: bool = True
+
+
 class AuditSpec(_Strict):
     """Options of :func:`obliviate.audit.audit` (DESIGN.md "Definitions to share")."""
 
@@ -261,6 +287,7 @@ class Scenario(_Strict):
     defenses: DefensesSpec = Field(default_factory=DefensesSpec)
     audit: AuditSpec = Field(default_factory=AuditSpec)
     matched_forgetting: MatchedForgettingSpec | None = None
+    tune: TuneSpec | None = None
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     device: str = "cpu"
     attack_model: Literal["original", "gold"] = Field(
@@ -664,6 +691,7 @@ def semantic_problems(scn: Scenario) -> list[tuple[Loc, str]]:
                         "remove it here or list the other methods in matched_forgetting.methods",
                     )
                 )
+    p += _tune_problems(scn, seen)
     a = scn.audit
     if a.perturbation not in PERTURBATIONS:
         p.append((("audit", "perturbation"), f"unknown; known: {PERTURBATIONS.names()}"))
@@ -673,6 +701,39 @@ def semantic_problems(scn: Scenario) -> list[tuple[Loc, str]]:
     for j, name in enumerate(a.metrics or []):
         if name not in AUDIT_METRICS:
             p.append((("audit", "metrics", j), f"unknown metric; known: {list(AUDIT_METRICS)}"))
+    return p
+
+
+def _tune_problems(scn: Scenario, seen: Mapping[str, int]) -> list[tuple[Loc, str]]:
+    """Checks of the ``tune`` step: a tuning seed apart from the report seeds, known methods,
+    scorer and space options."""
+    t = scn.tune
+    if t is None:
+        return []
+    p: list[tuple[Loc, str]] = []
+    if t.seed in scn.seeds:
+        p.append((("tune", "seed"), f"tuning seed {t.seed} is also a report seed (seeds: "
+                  f"{scn.seeds}); report on other seeds"))  # fmt: skip
+    if t.scorer not in TUNE_SCORERS:
+        p.append((("tune", "scorer"), f"unknown scorer; known: {TUNE_SCORERS.names()}"))
+    for field in ("methods", "exclude"):
+        keys = getattr(t, field)
+        for j, k in enumerate([] if keys == "all" else keys):
+            if k not in seen:
+                p.append((("tune", field, j), f"no method {k!r} in `methods`"))
+    for k, over in t.space.items():  # a registered name not run here is checked, then unused
+        if k not in seen and k not in UNLEARNERS:
+            p.append((("tune", "space", k), f"no method {k!r} in `methods` or the registry"))
+            continue
+        try:
+            resolve_space(scn.methods[seen[k]].name if k in seen else k, over)
+        except ConfigError as e:
+            p.append((("tune", "space", k), str(e)))
+    for j, k in enumerate([] if t.methods == "all" else t.methods):
+        name = scn.methods[seen[k]].name if k in seen else None
+        if name in UNLEARNERS and k not in t.space and not resolve_space(name):
+            p.append((("tune", "methods", j), f"method {k!r} declares no search space: give "
+                      "one in tune.space"))  # fmt: skip
     return p
 
 
@@ -744,6 +805,7 @@ __all__ = [
     "ScenarioError",
     "SplitSpec",
     "StrategyRequest",
+    "TuneSpec",
     "canonical_json",
     "compose_yaml",
     "load_scenario",

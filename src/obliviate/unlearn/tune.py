@@ -2,64 +2,110 @@
 
 RURK (Hsu et al. 2025) and SalUn tune every method against the retrained model; the pitfall the
 peer toolkits show is reporting numbers on the seed the search used. :func:`tune` therefore runs
-on a *tuning task* (its own seed); report results on other seeds.
+on a *tuning task* (its own seed); report results on other seeds (a scenario's ``tune:`` step
+enforces it).
 
-Search spaces: a method class may define ``search_space: ClassVar[dict[str, list]]``; otherwise
-:data:`SEARCH_SPACES` below, else learning rate × epochs for the fine-tuning family.
+Search spaces live next to each method (``search_space: ClassVar[SearchSpace]`` on the class,
+typed distributions of :mod:`obliviate.unlearn.space`); a gradient method without one gets
+:data:`DEFAULT_GRADIENT_SPACE`. The search is Optuna's: a :class:`optuna.samplers.GridSampler`
+(seeded order) where the space is a grid, else a seeded :class:`optuna.samplers.TPESampler`.
+Trials run one after another, so a study with the same seed, space and task is reproducible. A
+study may be kept in a SQLite file (``storage="sqlite:///…"``), never in the results store; a
+killed study resumes there with its remaining trials (a resumed TPE study draws other points
+than an unbroken one would).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import optuna
 import torch
 from torch import nn
 
+from obliviate._io import hash_parts
 from obliviate.errors import ConfigError
 from obliviate.metrics import accuracy, avg_gap, mia_efficacy
+from obliviate.registry import Registry
 from obliviate.unlearn.base import UNLEARNERS, GradientUnlearner, create_unlearner
+from obliviate.unlearn.space import (
+    Distribution,
+    FloatRange,
+    IntRange,
+    SearchSpace,
+    as_distribution,
+    grid_size,
+    is_grid,
+    plain,
+)
 from obliviate.unlearn.task import TensorSet, UnlearnTask
 
-SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
-    "finetune": {"lr": [0.01, 0.03, 0.1], "epochs": [2, 5, 10]},
-    "grad_ascent": {"lr": [1e-4, 3e-4, 1e-3, 3e-3], "epochs": [1, 2, 5]},
-    "neggrad_plus": {"lr": [0.003, 0.01, 0.03], "alpha": [0.9, 0.95, 0.99], "epochs": [2, 5]},
-    "random_label": {"lr": [0.003, 0.01, 0.03], "epochs": [2, 5]},
-    "noisy_gd": {"lr": [0.01, 0.03], "sigma": [1e-4, 1e-3], "epochs": [2, 5]},
-    "eu_k": {"k": [1, 2, 3], "lr": [0.01, 0.03], "epochs": [2, 5]},
-    "cf_k": {"k": [1, 2, 3], "lr": [0.01, 0.03], "epochs": [2, 5]},
-    "l1_sparse": {"lr": [0.01, 0.03], "gamma": [1e-4, 5e-4], "epochs": [2, 5]},
-    "salun": {"lr": [0.003, 0.01, 0.03], "mask_fraction": [0.5], "epochs": [2, 5]},
-    "scrub": {"lr": [5e-4, 2e-3, 5e-3], "epochs": [3, 5]},
-    "ssd": {"alpha": [1.0, 3.0, 10.0, 30.0], "lam": [0.1, 0.5, 1.0]},
-    "fisher": {"alpha": [1e-8, 1e-7, 1e-6, 1e-5]},
-    "influence": {"damping": [1e-3, 1e-2, 1e-1], "max_norm": [1.0, 5.0, 20.0]},
-    "certified_removal": {"lam": [1e-4, 1e-3, 1e-2]},
-}
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+#: Space of a :class:`GradientUnlearner` that declares none.
+DEFAULT_GRADIENT_SPACE: SearchSpace = {"lr": FloatRange(0.003, 0.1, log=True), "epochs": [2, 5]}
+#: Trials of a sampled (non-grid) space when ``n_trials`` is 0.
+DEFAULT_TRIALS = 16
+#: ``auto``/``grid``: enumerate a grid (seeded order), TPE otherwise; ``random``: a grid's seeded
+#: subset, Optuna's RandomSampler otherwise; ``tpe``: TPE always.
+STRATEGIES = ("auto", "grid", "random", "tpe")
+
+#: ``score(unlearned_model, stats) -> (value, metrics)``; lower is better.
+Score = Callable[[nn.Module, dict[str, Any]], tuple[float, dict[str, float]]]
 
 
-def search_space(name: str) -> dict[str, list[Any]]:
-    """The grid for method ``name`` (only fields its config actually has)."""
+def search_space(name: str) -> SearchSpace:
+    """Method ``name``'s declared space, restricted to the options its config actually has."""
     cls = UNLEARNERS.get(name)
-    space = getattr(cls, "search_space", None) or SEARCH_SPACES.get(name)
-    if space is None and issubclass(cls, GradientUnlearner):
-        space = {"lr": [0.003, 0.01, 0.03, 0.1], "epochs": [2, 5]}
-    if space is None:
+    space = getattr(cls, "search_space", None)
+    if not space and issubclass(cls, GradientUnlearner):
+        space = DEFAULT_GRADIENT_SPACE
+    if not space:
         return {}
     fields = set(create_unlearner(name).get_params())
-    return {k: list(v) for k, v in space.items() if k in fields}
+    return {
+        k: as_distribution(v, f"{name}.search_space.{k}") for k, v in space.items() if k in fields
+    }
+
+
+def resolve_space(name: str, overrides: Mapping[str, Any] | None = None) -> SearchSpace:
+    """:func:`search_space` of ``name`` with ``overrides`` merged option by option: a value is a
+    list or ``{low, high, log}``; ``None`` removes the option. An unknown option raises."""
+    space = search_space(name)
+    fields = set(create_unlearner(name).get_params())
+    for k, v in (overrides or {}).items():
+        if k not in fields:
+            raise ConfigError(
+                f"method {name!r} has no option {k!r} to tune; known: {sorted(fields)}"
+            )
+        if v is None:
+            space.pop(k, None)
+        else:
+            space[k] = as_distribution(v, f"search space of {name}.{k}")
+    return space
+
+
+def space_json(space: Mapping[str, Distribution]) -> dict[str, Any]:
+    """JSON form of a space, keys sorted (for hashes, records and study names)."""
+    return {k: plain(space[k]) for k in sorted(space)}
+
+
+#: Back-compatible view of the declared spaces, ``{method: space}`` (registered at import).
+SEARCH_SPACES: dict[str, SearchSpace] = {
+    n: dict(UNLEARNERS.get(n).search_space)  # type: ignore[attr-defined]
+    for n in UNLEARNERS.names()
+    if getattr(UNLEARNERS.get(n), "search_space", None)
+}
 
 
 @dataclass
 class Trial:
     params: dict[str, Any]
     score: float
-    metrics: dict[str, float]
+    metrics: dict[str, Any]
     seconds: float
 
 
@@ -70,6 +116,8 @@ class TuneResult:
     best_score: float
     trials: list[Trial] = field(default_factory=list)
     tuning_seed: int = 0
+    sampler: str = "grid"
+    study_name: str = ""
 
 
 def core_metrics(
@@ -88,6 +136,7 @@ def core_metrics(
     ``retain_eval_max`` estimates retain accuracy on a seeded subsample of that many retain
     samples (the MIA already samples at most ``n_max``); None uses all of them.
     """
+
     retain = task._retain  # evaluation reads are not the method's reads
     if retain is None or len(retain) == 0:
         raise ConfigError("core metrics need the task's retain set")
@@ -114,55 +163,105 @@ def core_metrics(
     return m
 
 
+def make_sampler(
+    space: Mapping[str, Distribution], strategy: str, seed: int, n_trials: int
+) -> tuple[optuna.samplers.BaseSampler, int, str]:
+    """(sampler, number of trials, sampler name) for ``strategy`` (see :data:`STRATEGIES`)."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if n_trials < 0:
+        raise ConfigError(f"n_trials must be >= 0, got {n_trials}")
+    if is_grid(space) and strategy != "tpe":
+        size = int(grid_size(space))
+        grid = {k: list(v) for k, v in space.items()}  # type: ignore[arg-type]
+        return optuna.samplers.GridSampler(grid, seed=seed), min(n_trials or size, size), "grid"
+    n = n_trials or DEFAULT_TRIALS
+    if strategy == "random":
+        return optuna.samplers.RandomSampler(seed=seed), n, "random"
+    return optuna.samplers.TPESampler(seed=seed), n, "tpe"
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: Distribution) -> Any:
+    if isinstance(dist, FloatRange):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+    if isinstance(dist, IntRange):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+    return trial.suggest_categorical(name, list(dist))
+
+
 def tune(
     name: str,
     model: nn.Module,
     task: UnlearnTask,
-    score: Callable[[nn.Module, dict[str, Any]], tuple[float, dict[str, float]]],
+    score: Score,
     *,
-    space: Mapping[str, Sequence[Any]] | None = None,
+    space: Mapping[str, Any] | None = None,
     strategy: str = "grid",
     n_trials: int = 0,
     seed: int = 0,
     base: Mapping[str, Any] | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
 ) -> TuneResult:
     """Search ``space`` (default :func:`search_space`) for the params minimising ``score``.
 
     ``score(unlearned_model, stats) -> (value, metrics)``; lower is better (e.g. Avg. Gap).
-    ``strategy="grid"`` tries every combination (the first ``n_trials`` of a seeded shuffle when
-    ``n_trials`` > 0); ``"random"`` samples ``n_trials`` combinations with replacement-free
-    seeded draws. Diverging trials score ``inf`` and are kept in the record.
+    ``strategy`` (:data:`STRATEGIES`) picks the sampler; ``n_trials`` = 0 runs a whole grid (or
+    :data:`DEFAULT_TRIALS` samples). Trials run sequentially with a seeded sampler, so the same
+    call gives the same trials. ``base`` holds fixed options (a trial's values win). Diverging
+    trials (``FloatingPointError``) score ``inf`` and stay in the record. ``storage`` (e.g.
+    ``"sqlite:///study.db"``) keeps the Optuna study there under ``study_name`` (default: a hash
+    of method, space, base, strategy, trials and seed) and resumes its completed trials.
     """
-    space = dict(space if space is not None else search_space(name))
+    sp = {k: as_distribution(v, f"search space of {name}.{k}") for k, v in
+          (space if space is not None else search_space(name)).items()}  # fmt: skip
     base = dict(base or {})
-    keys = sorted(space)
-    combos = [
-        dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(space[k] for k in keys))
-    ]
-    if not combos:
-        combos = [{}]
-    rng = random.Random(seed)
-    if strategy == "random":
-        rng.shuffle(combos)
-        combos = combos[: max(1, n_trials or len(combos))]
-    elif strategy == "grid":
-        if n_trials > 0 and n_trials < len(combos):
-            rng.shuffle(combos)
-            combos = combos[:n_trials]
-    else:
-        raise ConfigError(f"strategy must be 'grid' or 'random', got {strategy!r}")
-    trials: list[Trial] = []
-    for params in combos:
+    sampler, n, kind = make_sampler(sp, strategy, seed, n_trials)
+    if study_name is None:
+        h = hash_parts(repr((name, space_json(sp), sorted(base.items()), kind, n, seed)))
+        study_name = f"{name}-{h[:16]}"
+    study = optuna.create_study(
+        study_name=study_name, storage=storage, sampler=sampler, load_if_exists=True
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {k: _suggest(trial, k, sp[k]) for k in sorted(sp)}
         u = create_unlearner(name, **{**base, **params})
         try:
             res = u.unlearn(model, task)
         except FloatingPointError as e:
-            trials.append(Trial(params, math.inf, {"error": str(e)}, 0.0))  # type: ignore[dict-item]
-            continue
+            trial.set_user_attr("metrics", {"error": str(e)})
+            trial.set_user_attr("seconds", 0.0)
+            return math.inf
         value, metrics = score(res.model, res.stats)
-        trials.append(Trial(params, float(value), metrics, float(res.stats["seconds"])))
+        trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if _finite(v)})
+        trial.set_user_attr("seconds", float(res.stats["seconds"]))
+        value = float(value)
+        return value if not math.isnan(value) else math.inf
+
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if n > len(done):
+        study.optimize(objective, n_trials=n - len(done), n_jobs=1, gc_after_trial=False)
+    trials = [
+        Trial(
+            dict(t.params),
+            float(t.value),
+            t.user_attrs.get("metrics", {}),  # type: ignore[arg-type]
+            float(t.user_attrs.get("seconds", 0.0)),
+        )  # fmt: skip
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    ][:n]
+    if not trials:
+        raise ConfigError(f"tuning {name!r} ran no trial")
     best = min(trials, key=lambda t: t.score)
-    return TuneResult(name, {**base, **best.params}, best.score, trials, task.seed)
+    return TuneResult(
+        name, {**base, **best.params}, best.score, trials, task.seed, kind, study_name
+    )
+
+
+def _finite(v: Any) -> bool:
+    return not isinstance(v, float) or math.isfinite(v)
 
 
 def gap_scorer(
@@ -190,3 +289,51 @@ def gap_scorer(
         return avg_gap(m, gold_metrics), m
 
     return score
+
+
+#: ``factory(gold_model, task, test, *, seed, device, eval_max) -> Score``: how a tuning trial
+#: is scored (a scenario's ``tune.scorer``). ``eval_max`` caps the retain, test and MIA samples.
+ScorerFactory = Callable[..., Score]
+TUNE_SCORERS: Registry[ScorerFactory] = Registry("tuning scorer")
+
+
+@TUNE_SCORERS.register("avg_gap", help="Avg. Gap of retain/forget/test accuracy and MIA to gold")
+def avg_gap_scorer(
+    gold: nn.Module,
+    task: UnlearnTask,
+    test: TensorSet,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    eval_max: int | None = None,
+) -> Score:
+    """:func:`gap_scorer` against ``gold``'s :func:`core_metrics`; with ``eval_max`` the test
+    set is a seeded subsample of that many images and retain accuracy and the MIA use at most as
+    many (so that scoring costs about as much as the unlearning it scores)."""
+    if eval_max is not None and len(test) > eval_max:
+        g = torch.Generator().manual_seed(seed)
+        keep = torch.sort(torch.randperm(len(test), generator=g)[:eval_max]).values
+        test = TensorSet(test.x[keep], test.y[keep], test.ids[keep])
+    kw: dict[str, Any] = {"seed": seed, "device": device, "retain_eval_max": eval_max}
+    if eval_max is not None:
+        kw["n_max"] = eval_max
+    gm = core_metrics(gold, task, test, **kw)
+    return gap_scorer(gm, task, test, **kw)
+
+
+__all__ = [
+    "DEFAULT_GRADIENT_SPACE",
+    "SEARCH_SPACES",
+    "STRATEGIES",
+    "TUNE_SCORERS",
+    "Trial",
+    "TuneResult",
+    "avg_gap_scorer",
+    "core_metrics",
+    "gap_scorer",
+    "make_sampler",
+    "resolve_space",
+    "search_space",
+    "space_json",
+    "tune",
+]

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +68,7 @@ from obliviate.errors import ConfigError
 from obliviate.inference import batched_features
 from obliviate.unlearn._second_order import checked_head
 from obliviate.unlearn.base import Unlearner, register_unlearner
+from obliviate.unlearn.space import FloatRange, SearchSpace
 from obliviate.unlearn.task import UnlearnTask
 from obliviate.utils import resolve_device
 
@@ -128,6 +129,7 @@ class CertifiedRemoval(Unlearner):
     """
 
     Config = CertifiedRemovalConfig
+    search_space: ClassVar[SearchSpace] = {"lam": FloatRange(1e-4, 1e-2, log=True)}
 
     def _unlearn(self, model: nn.Module, task: UnlearnTask) -> dict[str, Any]:
         cfg: CertifiedRemovalConfig = self.config

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
 from obliviate.config import opt
 from obliviate.errors import ConfigError
 from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
+from obliviate.unlearn.space import FloatRange, SearchSpace
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
@@ -73,6 +75,11 @@ class CFk(GradientUnlearner):
     """Fine-tune the last k layers on the retain set with the rest of the model frozen."""
 
     Config = CFkConfig
+    search_space: ClassVar[SearchSpace] = {
+        "k": [1, 2, 3],
+        "lr": FloatRange(0.01, 0.03, log=True),
+        "epochs": [2, 5],
+    }
     driver = "retain"
     uses_forget = False
 

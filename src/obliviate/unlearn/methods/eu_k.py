@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ from torch import nn
 from obliviate.config import opt
 from obliviate.unlearn.base import register_unlearner
 from obliviate.unlearn.methods.cf_k import CFk, CFkConfig
+from obliviate.unlearn.space import FloatRange, SearchSpace
 
 
 @torch.no_grad()
@@ -49,6 +51,11 @@ class EUk(CFk):
     """Re-initialise the last k layers (seeded) and retrain them on retain, the rest frozen."""
 
     Config = EUkConfig
+    search_space: ClassVar[SearchSpace] = {
+        "k": [1, 2, 3],
+        "lr": FloatRange(0.01, 0.03, log=True),
+        "epochs": [2, 5],
+    }
 
     def setup(self, model, task):
         super().setup(model, task)

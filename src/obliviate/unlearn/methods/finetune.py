@@ -8,9 +8,11 @@ example of ``docs/adding-a-method.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from obliviate.config import opt
 from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
+from obliviate.unlearn.space import FloatRange, SearchSpace
 
 
 @dataclass
@@ -26,6 +28,10 @@ class Finetune(GradientUnlearner):
     """Minimise CE on the retain set; the forget set is never read."""
 
     Config = FinetuneConfig
+    search_space: ClassVar[SearchSpace] = {
+        "lr": FloatRange(0.01, 0.1, log=True),
+        "epochs": [2, 5, 10],
+    }
     driver = "retain"
     uses_forget = False
 

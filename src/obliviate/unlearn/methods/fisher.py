@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +48,7 @@ from obliviate.config import opt
 from obliviate.errors import ConfigError
 from obliviate.unlearn._second_order import NORM_LAYERS, diag_fisher, output_layer
 from obliviate.unlearn.base import Unlearner, register_unlearner
+from obliviate.unlearn.space import FloatRange, SearchSpace
 from obliviate.unlearn.task import UnlearnTask
 from obliviate.utils import resolve_device
 
@@ -163,6 +164,7 @@ class Fisher(Unlearner):
     """
 
     Config = FisherConfig
+    search_space: ClassVar[SearchSpace] = {"alpha": FloatRange(1e-8, 1e-5, log=True)}
 
     def _unlearn(self, model: nn.Module, task: UnlearnTask) -> dict[str, Any]:
         cfg: FisherConfig = self.config

@@ -15,10 +15,11 @@ intact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from obliviate.config import opt
 from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
+from obliviate.unlearn.space import FloatRange, SearchSpace
 
 
 @dataclass
@@ -35,6 +36,10 @@ class GradAscent(GradientUnlearner):
     """Minimise −CE on the forget set (gradient ascent); retain data are never read."""
 
     Config = GradAscentConfig
+    search_space: ClassVar[SearchSpace] = {
+        "lr": FloatRange(1e-4, 3e-3, log=True),
+        "epochs": [1, 2, 5],
+    }
     driver = "forget"
 
     def compute_loss(self, model, forget, retain):

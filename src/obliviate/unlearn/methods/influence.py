@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +66,7 @@ from obliviate.unlearn._second_order import (
     lissa,
 )
 from obliviate.unlearn.base import Unlearner, register_unlearner
+from obliviate.unlearn.space import FloatRange, SearchSpace
 from obliviate.unlearn.task import UnlearnTask
 from obliviate.utils import resolve_device
 
@@ -138,6 +139,10 @@ class Influence(Unlearner):
     """
 
     Config = InfluenceConfig
+    search_space: ClassVar[SearchSpace] = {
+        "damping": FloatRange(1e-3, 1e-1, log=True),
+        "max_norm": FloatRange(1.0, 20.0, log=True),
+    }
 
     def _unlearn(self, model: nn.Module, task: UnlearnTask) -> dict[str, Any]:
         cfg: InfluenceConfig = self.config

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from obliviate.config import opt
 from obliviate.errors import ConfigError
 from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
+from obliviate.unlearn.space import FloatRange, SearchSpace
 
 
 @dataclass
@@ -56,6 +58,11 @@ class L1Sparse(GradientUnlearner):
     """Minimise CE(retain) + γ_t·‖θ‖₁ with γ_t decaying linearly to 0 over the epochs."""
 
     Config = L1SparseConfig
+    search_space: ClassVar[SearchSpace] = {
+        "lr": FloatRange(0.01, 0.03, log=True),
+        "gamma": FloatRange(1e-4, 5e-4, log=True),
+        "epochs": [2, 5],
+    }
     driver = "retain"
     uses_forget = False
 

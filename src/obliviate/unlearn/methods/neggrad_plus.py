@@ -18,10 +18,12 @@ for class forgetting) and keep RURK's gradient-norm clip of 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from obliviate.config import opt
 from obliviate.errors import ConfigError
 from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
+from obliviate.unlearn.space import FloatRange, SearchSpace
 
 
 @dataclass
@@ -46,6 +48,11 @@ class NegGradPlus(GradientUnlearner):
     """Minimise α·CE(retain) − (1−α)·CE(forget) on paired retain / forget batches."""
 
     Config = NegGradPlusConfig
+    search_space: ClassVar[SearchSpace] = {
+        "lr": FloatRange(0.003, 0.03, log=True),
+        "alpha": [0.9, 0.95, 0.99],
+        "epochs": [2, 5],
+    }
     driver = "retain"
 
     def compute_loss(self, model, forget, retain):

@@ -16,12 +16,14 @@ generator, seeded by the task seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from obliviate.config import opt
 from obliviate.errors import ConfigError
 from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
+from obliviate.unlearn.space import FloatRange, SearchSpace
 
 _NOISE_SEED_OFFSET = 0x7015E
 
@@ -45,6 +47,11 @@ class NoisyGD(GradientUnlearner):
     """Fine-tune on retain and add N(0, σ²) noise to the weights after every step."""
 
     Config = NoisyGDConfig
+    search_space: ClassVar[SearchSpace] = {
+        "lr": FloatRange(0.01, 0.03, log=True),
+        "sigma": FloatRange(1e-4, 1e-3, log=True),
+        "epochs": [2, 5],
+    }
     driver = "retain"
     uses_forget = False
 

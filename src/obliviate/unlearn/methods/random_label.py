@@ -29,7 +29,7 @@ separate from the batch order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from obliviate.config import opt
 from obliviate.errors import ConfigError, RequestError
 from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
+from obliviate.unlearn.space import FloatRange, SearchSpace
 
 #: Offset that separates the relabelling stream from the batch-order stream of the same seed.
 _LABEL_SEED_OFFSET = 0x5EED1
@@ -78,6 +79,10 @@ class RandomLabel(GradientUnlearner):
     """Minimise CE(forget, random wrong labels) + α·CE(retain)."""
 
     Config = RandomLabelConfig
+    search_space: ClassVar[SearchSpace] = {
+        "lr": FloatRange(0.003, 0.03, log=True),
+        "epochs": [2, 5],
+    }
     driver = "retain"
 
     def setup(self, model, task):

@@ -69,7 +69,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +80,7 @@ from obliviate.errors import ConfigError, RequestError
 from obliviate.inference import batched_logits
 from obliviate.train import make_optimizer
 from obliviate.unlearn.base import ForgetStop, Unlearner, register_unlearner
+from obliviate.unlearn.space import FloatRange, SearchSpace
 from obliviate.unlearn.task import TensorSet, UnlearnTask
 from obliviate.utils import resolve_device
 
@@ -330,7 +331,11 @@ class ROKA(Unlearner):
     """Ascend CE on request samples while healing their contribution-space siblings (ROKA)."""
 
     Config = ROKAConfig
-    search_space = {"lr": [0.003, 0.01, 0.03], "alpha": [0.5, 1.0, 2.0, 5.0], "k": [4, 8, 16]}
+    search_space: ClassVar[SearchSpace] = {
+        "lr": FloatRange(0.003, 0.03, log=True),
+        "alpha": FloatRange(0.5, 5.0, log=True),
+        "k": [4, 8, 16],
+    }
 
     def resolve_target(self, task: UnlearnTask, retain: TensorSet) -> int | None:
         """The forget class c of the targeted variant, or None for the non-targeted one."""

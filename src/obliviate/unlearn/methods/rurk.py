@@ -53,7 +53,7 @@ batch order does not depend on the perturbation kind and runs are deterministic 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +64,7 @@ from obliviate.errors import ConfigError
 from obliviate.perturb import perturb
 from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
 from obliviate.unlearn.methods.random_label import random_wrong_labels
+from obliviate.unlearn.space import FloatRange, SearchSpace
 from obliviate.unlearn.task import UnlearnTask
 
 #: Separates the perturbation stream from the batch-order stream of the same task seed.
@@ -180,12 +181,12 @@ class RURK(GradientUnlearner):
     """Minimise CE(retain) − λ_f·CE(forget) ∓ λ_a·CE(perturbed forget) (RURK Algorithm 1)."""
 
     Config = RURKConfig
-    driver = "retain"
-    search_space = {
-        "lr": [0.003, 0.01, 0.03],
-        "lambda_f": [0.01, 0.03, 0.1],
-        "lambda_a": [0.01, 0.03, 0.1],
+    search_space: ClassVar[SearchSpace] = {
+        "lr": FloatRange(0.003, 0.03, log=True),
+        "lambda_f": FloatRange(0.01, 0.1, log=True),
+        "lambda_a": FloatRange(0.01, 0.1, log=True),
     }
+    driver = "retain"
 
     def setup(self, model: nn.Module, task: UnlearnTask) -> None:
         self._num_classes = task.num_classes

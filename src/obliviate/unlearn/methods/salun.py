@@ -20,6 +20,7 @@ code ``OPTML-Group/Unlearn-Saliency``, ``generate_mask.py`` + ``unlearn/RL.py``)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,7 @@ from obliviate.config import opt
 from obliviate.errors import ConfigError
 from obliviate.unlearn.base import register_unlearner
 from obliviate.unlearn.methods.random_label import RandomLabel, RandomLabelConfig
+from obliviate.unlearn.space import FloatRange, SearchSpace
 
 
 def saliency_mask(
@@ -86,6 +88,11 @@ class SalUn(RandomLabel):
     """Random-label unlearning with gradients masked to the forget set's salient weights."""
 
     Config = SalUnConfig
+    search_space: ClassVar[SearchSpace] = {
+        "lr": FloatRange(0.003, 0.03, log=True),
+        "mask_fraction": [0.5],
+        "epochs": [2, 5],
+    }
 
     def setup(self, model, task):
         super().setup(model, task)

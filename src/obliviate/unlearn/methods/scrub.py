@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,7 @@ from obliviate.unlearn.base import (
     GradientUnlearner,
     register_unlearner,
 )
+from obliviate.unlearn.space import FloatRange, SearchSpace
 from obliviate.unlearn.task import TensorSet
 from obliviate.utils import resolve_device
 
@@ -117,6 +118,7 @@ class Scrub(GradientUnlearner):
     retain)."""
 
     Config = ScrubConfig
+    search_space: ClassVar[SearchSpace] = {"lr": FloatRange(5e-4, 5e-3, log=True), "epochs": [3, 5]}
 
     def compute_loss(self, model, forget, retain):
         """The min-step loss on a retain batch (the max-step is −KL on a forget batch)."""

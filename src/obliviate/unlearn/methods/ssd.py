@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,7 @@ from torch import nn
 from obliviate.config import opt
 from obliviate.errors import ConfigError, RequestError
 from obliviate.unlearn.base import Unlearner, register_unlearner
+from obliviate.unlearn.space import FloatRange, SearchSpace
 from obliviate.unlearn.task import TensorSet, UnlearnTask
 from obliviate.utils import resolve_device
 
@@ -128,6 +129,10 @@ class SSD(Unlearner):
     """Selective Synaptic Dampening: θ ← min(λF_D/F_f, 1)·θ where F_f > α·F_D (no training)."""
 
     Config = SSDConfig
+    search_space: ClassVar[SearchSpace] = {
+        "alpha": FloatRange(1.0, 30.0, log=True),
+        "lam": FloatRange(0.1, 1.0, log=True),
+    }
 
     def _unlearn(self, model: nn.Module, task: UnlearnTask) -> dict[str, Any]:
         cfg: SSDConfig = self.config  # type: ignore[assignment]

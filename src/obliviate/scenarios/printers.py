@@ -1,0 +1,99 @@
+"""Suite tables: after ``obliviate bench SUITE`` runs, the suite's printer renders its table from
+the results store (rows only: a printer never recomputes, so a table can be re-printed later).
+
+A printer is ``fn(store, scenarios) -> list of rich renderables``, registered by suite name::
+
+    @PRINTERS.register("my_suite")
+    def my_table(store: ResultsStore, scenarios: Sequence[Scenario]) -> list[RenderableType]: ...
+
+It reads only the rows of ``scenarios`` at their report ``seeds`` (aggregated with
+:func:`obliviate.scenarios.store.summarize`, the store's own mean ± std).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.table import Table
+
+from obliviate.registry import Registry
+from obliviate.scenarios.schema import Scenario
+from obliviate.scenarios.store import ResultsStore, summarize
+
+Printer = Callable[[ResultsStore, Sequence[Scenario]], list[RenderableType]]
+PRINTERS: Registry[Printer] = Registry("suite printer")
+
+
+def print_suite(suite: str, store: ResultsStore, scenarios: Sequence[Scenario],
+                console: Console) -> bool:  # fmt: skip
+    """Print suite ``suite``'s table if it registered a printer; returns whether it did."""
+    if suite not in PRINTERS:
+        return False
+    for renderable in PRINTERS.get(suite)(store, scenarios):
+        console.print(renderable)
+    return True
+
+
+def report_rows(store: ResultsStore, scn: Scenario) -> list[dict[str, Any]]:
+    """The rows of ``scn`` on its report seeds (other seeds' rows in the store are left out)."""
+    return [r for r in store.rows(scn.name) if r["seed"] in scn.seeds]
+
+
+def mean_std(stat: Mapping[str, Any] | None) -> str:
+    """``mean ± std`` (just the mean for one seed; ``—`` when skipped or absent)."""
+    if not stat or "skipped" in stat:
+        return "—"
+    return f"{stat['mean']:.2f}" if stat["n"] < 2 else f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+
+
+def _params(p: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items())
+
+
+@PRINTERS.register("methods")
+def methods_table(store: ResultsStore, scenarios: Sequence[Scenario]) -> list[RenderableType]:
+    """Per setting: Avg. Gap, UA and test accuracy (mean ± std over the report seeds) of every
+    method, the original's and gold's rows first, each tuned method's chosen params beside it."""
+    out: list[RenderableType] = []
+    for scn in scenarios:
+        rows = report_rows(store, scn)
+        if not rows:
+            out.append(f"[yellow]{scn.name}: no rows on seeds {scn.seeds} in {store.path}[/]")
+            continue
+        summary = summarize(rows, ["avg_gap", "ua", "acc/test"])
+        tuned = {r["method"]: r["info"]["tuned"] for r in rows if "tuned" in r["info"]}
+        origs = {
+            s["step_index"]: s["metrics"]["avg_gap"] for s in summary if s["step"] == "original"
+        }
+        names = [s["method"] for s in summary]
+        t = Table(
+            title=f"{scn.name}: mean ± std over seeds {sorted(scn.seeds)}"
+            + (f"; hyper-parameters tuned on seed {scn.tune.seed}" if scn.tune else "")
+            + f" (original's Avg. Gap {mean_std(origs.get(0))})"
+        )
+        t.add_column("method", no_wrap=True, min_width=max(map(len, names)))
+        for col in ("Avg. Gap", "UA", "test acc", "original's gap"):
+            t.add_column(col, justify="right", no_wrap=True)
+        t.add_column("tuned params")
+        multi = len({s["step_index"] for s in summary}) > 1
+        for s in summary:
+            if s["step"] == "heal":
+                continue
+            m = s["metrics"]
+            label = s["method"] + (f" (req {s['step_index']})" if multi else "")
+            tp = tuned.get(s["method"])
+            t.add_row(
+                label,
+                mean_std(m["avg_gap"]),
+                mean_std(m["ua"]),
+                mean_std(m["acc/test"]),
+                mean_std(origs.get(s["step_index"])),
+                _params(tp["params"]) if tp else "",
+            )
+        out.append(t)
+    return out
+
+
+__all__ = ["PRINTERS", "Printer", "mean_std", "methods_table", "print_suite", "report_rows"]
