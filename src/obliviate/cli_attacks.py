@@ -1,28 +1,29 @@
 """``obliviate attack …``: adversarial requests, the indirect attack and the residual probe.
 
 Registered on the main app by ``obliviate.cli`` (``register(app)``); each command is a thin
-wrapper over :mod:`obliviate.attacks` and prints what it chose and the damage it measured.
+wrapper over :mod:`obliviate.attacks` (artifacts loaded and unlearned through
+:mod:`obliviate.steps`) and prints what it chose and the damage it measured.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
+import torch
 import typer
 from rich.table import Table
 
-from obliviate.errors import ObliviateError
-
-
-def _option_value(value: str) -> Any:
-    """A ``--set`` value: JSON when it parses (numbers, lists, objects, true/false), else the
-    string itself (e.g. a method name)."""
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
+from obliviate._io import atomic_write_json
+from obliviate.attacks.indirect import indirect_attack_report, resolve_class, select_indirect
+from obliviate.attacks.probe import probe as run_probe
+from obliviate.attacks.requests import select_request
+from obliviate.cli_common import _fail, _option_value, _size, console
+from obliviate.config import parse_set_options
+from obliviate.data import ForgetRequest
+from obliviate.errors import CheckpointError, ConfigError, ObliviateError
+from obliviate.steps import load_artifact, load_request, unlearn_step
+from obliviate.train import evaluate
 
 
 def register(app: typer.Typer) -> None:
@@ -63,18 +64,9 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     ) -> None:
         """Select an adversarial deletion request and (with --method) measure its damage."""
-        from obliviate.attacks.indirect import resolve_class
-        from obliviate.attacks.requests import select_request
-        from obliviate.checkpoint import dataset_for, load_checkpoint
-        from obliviate.cli import _fail, _size, console
-        from obliviate.config import parse_set_options
-        from obliviate.data import ForgetRequest
-        from obliviate.train import evaluate
-        from obliviate.unlearn import create_unlearner, make_task
-
         try:
-            ck = load_checkpoint(model, device=device)
-            ds = dataset_for(ck)
+            ck = load_artifact(model, device)
+            ds = ck.dataset
             cls = None
             if classes:
                 cls = [resolve_class(ds, c.strip()) for c in classes.split(",") if c.strip()]
@@ -98,15 +90,7 @@ def register(app: typer.Typer) -> None:
             sel.request.save(out)
             m_after = m_before = None
             if method:
-                task = make_task(
-                    ds,
-                    ck.split,
-                    sel.request,
-                    seed=seed,
-                    device=device,
-                    train_config=ck.meta.get("train_config"),
-                )
-                res = create_unlearner(method).unlearn(ck.model, task)
+                res = unlearn_step(method, ck, sel.request, seed=seed, device=device)
                 kw = dict(parts=("test",), request=sel.request, per_class=False, device=device)
                 m_before = evaluate(ck.model, ds, ck.split, **kw)
                 m_after = evaluate(res.model, ds, ck.split, **kw)
@@ -155,14 +139,9 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     ) -> None:
         """ROKA's indirect attack: request a neighbour of the victim class, measure the drop."""
-        from obliviate._io import atomic_write_json
-        from obliviate.attacks.indirect import indirect_attack_report, select_indirect
-        from obliviate.checkpoint import dataset_for, load_checkpoint
-        from obliviate.cli import _fail, _size, console
-
         try:
-            ck = load_checkpoint(model, device=device)
-            ds = dataset_for(ck)
+            ck = load_artifact(model, device)
+            ds = ck.dataset
             b = _size(budget)
             report = None
             if method:
@@ -239,24 +218,16 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     ) -> None:
         """Search τ-balls around forgotten samples for inputs the unlearned model still knows."""
-        import torch
-
-        from obliviate.attacks.probe import probe as run_probe
-        from obliviate.checkpoint import dataset_for, load_checkpoint
-        from obliviate.cli import _fail, console
-        from obliviate.data import ForgetRequest
-        from obliviate.errors import CheckpointError, ConfigError
-
         try:
-            ck_u = load_checkpoint(unlearned, device=device)
-            ck_g = load_checkpoint(gold, device=device)
+            ck_u = load_artifact(unlearned, device)
+            ck_g = load_artifact(gold, device)
             if ck_g.split.hash != ck_u.split.hash:
                 raise CheckpointError(
                     f"unlearned {unlearned} (split {ck_u.split.hash[:12]}) and gold {gold} "
                     f"(split {ck_g.split.hash[:12]}) were trained on different splits"
                 )
-            ds = dataset_for(ck_u)
-            req = ForgetRequest.load(request).validate(ck_u.split)
+            ds = ck_u.dataset
+            req = load_request(request, ck_u.split)
             ids = req.tensor
             if max_samples is not None:
                 if max_samples < 1:

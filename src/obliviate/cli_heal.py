@@ -1,7 +1,8 @@
-"""``obliviate heal``: the healing step of the healing paper as a CLI verb.
+"""``obliviate heal``: the healing step of the healing paper (arXiv 2507.10886) as a CLI verb.
 
 Wire it in with ``register(app)`` (``obliviate.cli`` does so); the work is done by
-:func:`obliviate.defenses.healing.heal`.
+:func:`obliviate.steps.heal_step` (twin index and spare-pool lifecycle, then
+:func:`obliviate.defenses.healing.heal`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
+
+from obliviate.cli_common import _fail, console
+from obliviate.config import build_config, parse_set_options
+from obliviate.defenses.healing import HealConfig
+from obliviate.defenses.similarity import check_similarity
+from obliviate.errors import ConfigError, ObliviateError
+from obliviate.steps import POOLS, heal_step
 
 
 def register(app: typer.Typer) -> None:
@@ -68,27 +77,9 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     ) -> None:
         """Heal an unlearned model: fine-tune on remaining ∪ twins/spares (or remaining only)."""
-        import dataclasses
-
-        from rich.table import Table
-
-        from obliviate.checkpoint import dataset_for, load_checkpoint, save_checkpoint
-        from obliviate.cli import _fail, console
-        from obliviate.config import build_config, parse_set_options
-        from obliviate.data import ForgetRequest
-        from obliviate.defenses.healing import HealConfig, SparePool, heal
-        from obliviate.defenses.similarity import (
-            TwinIndex,
-            check_similarity,
-            model_state_hash,
-            uses_features,
-        )
-        from obliviate.errors import ConfigError, ObliviateError
-        from obliviate.train import evaluate
-
         try:
             check_similarity(similarity)
-            if pool not in ("twins", "spares", "none"):
+            if pool not in POOLS:
                 raise ConfigError(f"--pool must be twins, spares or none, got {pool!r}")
             overrides: dict[str, Any] = {
                 "epochs": epochs,
@@ -97,102 +88,25 @@ def register(app: typer.Typer) -> None:
                 "spare_pool_size": spare_size,
             }
             overrides.update(parse_set_options(set_))
-            cfg = build_config(HealConfig, overrides)
-            ck = load_checkpoint(unlearned, device=device)
-            ds = dataset_for(ck)
-            split = ck.split
-            req = ForgetRequest.load(request).validate(split)
-            orig_model = None
-            needs_orig = (
-                pool != "none" and uses_features(similarity) and cfg.features_from == "original"
-            )
-            if needs_orig:
-                orig_path = original or (Path(ck.meta["parent"]) if ck.meta.get("parent") else None)
-                if orig_path is None:
-                    raise ConfigError(
-                        f"--similarity {similarity} compares the original model's features: pass "
-                        "--original (the unlearned checkpoint records no parent)"
-                    )
-                orig_model = load_checkpoint(
-                    orig_path, device=device, expect_split_hash=split.hash
-                ).model
-            feat_model = orig_model if cfg.features_from == "original" else ck.model
-            idx = None
-            if pool == "twins" and index is not None:
-                fh = model_state_hash(feat_model) if uses_features(similarity) else None
-                if index.exists():
-                    idx = TwinIndex.load(
-                        index,
-                        expect_checkpoint_hash=fh,
-                        expect_split_hash=split.hash,
-                        expect_similarity=similarity,
-                    )
-                else:
-                    idx = TwinIndex.build(
-                        ds,
-                        split,
-                        similarity=similarity,
-                        model=feat_model if uses_features(similarity) else None,
-                        k=cfg.k,
-                        shrinkage=cfg.shrinkage_value(),
-                        device=device,
-                    )
-                    idx.save(index)
-            sp = None
-            if pool == "spares" and spare_pool is not None:
-                if spare_pool.exists():
-                    sp = SparePool.load(spare_pool, split=split, dataset=ds)
-                else:
-                    sp = SparePool.from_split(
-                        ds, split, size=cfg.spare_pool_size or None, seed=seed, path=spare_pool
-                    )
-            elif pool != "spares" and spare_pool is not None:
-                raise ConfigError("--spare-pool only applies to --pool spares")
-            before = evaluate(ck.model, ds, split, ("test",), request=req, device=device)
-            res = heal(
-                ck.model,
-                ds,
-                split,
-                req,
+            res = heal_step(
+                unlearned,
+                request,
                 pool=pool,  # type: ignore[arg-type]
                 similarity=similarity,
-                config=cfg,
-                index=idx,
-                spare_pool=sp,
-                original=orig_model,
+                config=build_config(HealConfig, overrides),
+                original=original,
+                index=index,
+                spare_pool=spare_pool,
                 seed=seed,
                 device=device,
-            )
-            after = evaluate(res.model, ds, split, ("test",), request=req, device=device)
-            save_checkpoint(
-                out,
-                res.model,
-                split=split,
-                dataset=ds,
-                train_config=ck.meta.get("train_config"),
-                metrics=after,
-                request=req,
-                parent=str(unlearned),
-                kind="healed",
-                extra={
-                    "heal": {
-                        "pool": pool,
-                        "similarity": similarity if pool != "none" else None,
-                        "params": dataclasses.asdict(cfg),
-                        "seed": seed,
-                        "stats": res.stats,
-                        "replacements": {str(k): v for k, v in res.twins.items()},
-                        "index": None if index is None else str(index),
-                        "spare_pool": None if spare_pool is None else str(spare_pool),
-                    }
-                },
+                out=out,
             )
         except ObliviateError as e:
             _fail(e)
-        t = Table(title=f"healing ({pool}, {similarity}, {cfg.epochs} epoch(s))")
+        t = Table(title=f"healing ({pool}, {similarity}, {res.config.epochs} epoch(s))")
         for col in ("model", "test acc (%)", "forget acc (%)", "retain acc (%)"):
             t.add_column(col, justify="right")
-        for name, m in (("unlearned", before), ("healed", after)):
+        for name, m in (("unlearned", res.before), ("healed", res.after)):
             t.add_row(
                 name,
                 *(f"{m[k]:.2f}" for k in ("acc/test", "acc/forget", "acc/retain")),

@@ -7,7 +7,10 @@ from typing import Annotated
 
 import typer
 
+from obliviate.cli_common import _fail, console
 from obliviate.errors import ObliviateError
+from obliviate.scenarios import ResultsStore, RunResult, load_suite, run_scenario
+from obliviate.scenarios.report import report_from_store
 
 
 def _seeds(v: str | None) -> list[int] | None:
@@ -19,9 +22,7 @@ def _seeds(v: str | None) -> list[int] | None:
         raise typer.BadParameter(f"--seeds expects comma-separated integers, got {v!r}") from None
 
 
-def _print_result(res, store) -> None:  # type: ignore[no-untyped-def]
-    from obliviate.cli import console
-
+def _print_result(res: RunResult, store: ResultsStore) -> None:
     console.print(store.summary(res.scenario))
     hits = sum(res.cache["hits"].values())
     misses = sum(res.cache["misses"].values())
@@ -44,9 +45,6 @@ def register(app: typer.Typer) -> None:
         scenario: Annotated[str | None, typer.Option(help="Only this scenario.")] = None,
     ) -> None:
         """Write the Markdown and self-contained HTML report of a results store."""
-        from obliviate.cli import _fail, console
-        from obliviate.scenarios.report import report_from_store
-
         try:
             paths = report_from_store(results, out, scenario=scenario)
         except ObliviateError as e:
@@ -75,9 +73,6 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option(help="No progress bars or step log.")] = False,
     ) -> None:
         """Run a scenario: train, attack, retrain gold, unlearn, heal, audit; store every row."""
-        from obliviate.cli import _fail, console
-        from obliviate.scenarios import ResultsStore, run_scenario
-
         try:
             store = ResultsStore(results)
             res = run_scenario(
@@ -113,9 +108,6 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option(help="No progress bars or step log.")] = False,
     ) -> None:
         """Run every scenario of a built-in suite (quick or full size) into one results store."""
-        from obliviate.cli import _fail, console
-        from obliviate.scenarios import ResultsStore, load_suite, run_scenario
-
         try:
             scenarios = load_suite(suite, "quick" if quick else "full")
             store = ResultsStore(results)
