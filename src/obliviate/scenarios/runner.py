@@ -53,12 +53,9 @@ from torch import nn
 import obliviate
 from obliviate import steps
 from obliviate._io import hash_parts
-from obliviate.config import build_config
 from obliviate.data import ForgetRequest, ImageDataset, Split, load_dataset, make_split
-from obliviate.defenses.healing import HealConfig
 from obliviate.errors import ConfigError
 from obliviate.inference import batched_logits
-from obliviate.registry import Registry
 from obliviate.scenarios.cache import ArtifactCache
 from obliviate.scenarios.context import (
     Artifact,
@@ -70,10 +67,10 @@ from obliviate.scenarios.context import (
 from obliviate.scenarios.context import model_artifact as _model_artifact
 from obliviate.scenarios.context import plain as _plain
 from obliviate.scenarios.context import saver as _saver
+from obliviate.scenarios.defenses import DEFENSES, SIMILARITY_POOLS, healing_variants
 from obliviate.scenarios.requests import REQUEST_SOURCES, select_requests
 from obliviate.scenarios.schema import (
     EnsembleSpec,
-    HealingSpec,
     MethodSpec,
     Scenario,
     canonical_json,
@@ -197,7 +194,7 @@ def start_artifact(ctx: RunContext, method: MethodSpec, original: Artifact) -> A
     return _model_artifact(ctx, "ensemble", key, compute, f"{method.key}: {fmt.label} training")
 
 
-# ---------------------------------------------------------------------------- unlearn, heal
+# ---------------------------------------------------------------------------- unlearn
 
 
 def unlearn_step(
@@ -229,80 +226,6 @@ def unlearn_step(
     return _model_artifact(
         ctx, "unlearned", key, compute, f"req {req.index} · unlearn {method.key} (v{req.index + 1})"
     )
-
-
-#: Healing pools for which the similarity matters (one variant per similarity).
-SIMILARITY_POOLS = frozenset({"twins"})
-
-#: ``fn(ctx, spec, method, unlearned, original, req) -> [(variant, Artifact, info), ...]``.
-Defense = Callable[..., list[tuple[str, Artifact, dict[str, Any]]]]
-DEFENSES: Registry[Defense] = Registry("scenario defense")
-
-
-@DEFENSES.register("healing")
-def healing_variants(
-    ctx: RunContext,
-    spec: HealingSpec,
-    method: MethodSpec,
-    unlearned: Artifact,
-    original: Artifact,
-    req: StepRequest,
-) -> list[tuple[str, Artifact, dict[str, Any]]]:
-    """Healing (arXiv 2507.10886): fine-tune the unlearned model on the remaining data plus a
-    pool (``twins`` of the forgotten samples by a similarity, random ``spares``, or ``none``:
-    remaining data only) for each number of epochs; ``options`` build its ``HealConfig``.
-    Variant names: ``pool/similarity/eE`` for twins, ``pool/eE`` otherwise."""
-    config = build_config(HealConfig, spec.options)
-    out = []
-    for pool in spec.pools:
-        sims = spec.similarities if pool in SIMILARITY_POOLS else spec.similarities[:1]
-        for sim in sims:
-            for epochs in spec.epochs:
-                variant = (
-                    f"{pool}/{sim}/e{epochs}" if pool in SIMILARITY_POOLS else f"{pool}/e{epochs}"
-                )
-                fields = {
-                    "pool": pool,
-                    "similarity": sim if pool in SIMILARITY_POOLS else None,
-                    "epochs": epochs,
-                    "options": spec.options,
-                    "seed": ctx.seed,
-                }
-                key = ctx.cache.key("healed", fields, (unlearned.key, original.key, req.key))
-
-                def compute(
-                    pool: str = pool, sim: str = sim, epochs: int = epochs, variant: str = variant
-                ) -> tuple[nn.Module, float, dict[str, Any], Callable[[Path], None]]:
-                    t0 = time.perf_counter()
-                    res = steps.heal_step(
-                        unlearned.model,
-                        req.cumulative,
-                        pool=pool,  # type: ignore[arg-type]
-                        similarity=sim if pool in SIMILARITY_POOLS else None,
-                        epochs=epochs,
-                        config=config,
-                        original=original.model,
-                        dataset=ctx.dataset,
-                        split=ctx.split,
-                        seed=ctx.seed,
-                        device=ctx.device,
-                    )
-                    stats = dict(res.stats or {})
-                    wall = time.perf_counter() - t0
-                    seconds = stats.get("seconds", wall)
-                    seconds = float(seconds) if isinstance(seconds, int | float) else wall
-                    save = _saver(
-                        ctx, res.model, kind="healed", request=req.cumulative,
-                        parent=unlearned.path, extra={"variant": variant, "stats": stats},
-                    )  # fmt: skip
-                    return res.model, seconds, stats, save
-
-                art = _model_artifact(
-                    ctx, "healed", key, compute, f"req {req.index} · heal {method.key} {variant}"
-                )
-                info = {"pool": pool, "similarity": fields["similarity"], "epochs": epochs}
-                out.append((variant, art, info))
-    return out
 
 
 # ---------------------------------------------------------------------------- audit → rows
@@ -609,6 +532,7 @@ __all__ = [
     "RunResult",
     "StepRequest",
     "derive_seed",
+    "healing_variants",
     "load_data",
     "run_scenario",
     "run_seed",
