@@ -20,7 +20,8 @@ from typing import Any
 
 from torch import nn
 
-from obliviate.checkpoint import META, dataset_for, load_checkpoint, save_checkpoint
+from obliviate import checkpoint
+from obliviate.checkpoint import META, load_checkpoint, save_checkpoint
 from obliviate.data import ForgetRequest, ImageDataset, Split
 from obliviate.errors import ConfigError
 from obliviate.registry import Registry
@@ -47,8 +48,8 @@ class ModelArtifact:
 
     @property
     def dataset(self) -> ImageDataset:
-        if self._dataset is None:
-            self._dataset = dataset_for(self.meta)
+        if self._dataset is None:  # looked up on the module, so that tests can stand one in
+            self._dataset = checkpoint.dataset_for(self.meta)
         return self._dataset
 
     @property

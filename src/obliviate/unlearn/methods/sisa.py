@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from obliviate import checkpoint
 from obliviate._io import read_json
-from obliviate.checkpoint import dataset_for
 from obliviate.config import opt
 from obliviate.data import ForgetRequest, ImageDataset, Split
 from obliviate.errors import CheckpointError, ConfigError, RequestError
@@ -158,7 +158,7 @@ class SisaFormat(ArtifactFormat):
                 raise CheckpointError(
                     f"SISA artifact {path} records no dataset; use the library API"
                 )
-            dataset = dataset_for(meta)
+            dataset = checkpoint.dataset_for(meta)
         if (path / SISA_SPLIT).is_file():
             own = Split.load(path / SISA_SPLIT)
         elif split is not None:
