@@ -1,74 +1,57 @@
-"""``obliviate`` command line: a thin layer over the library (typer + rich)."""
+"""``obliviate`` command line: a thin layer over the library (typer + rich).
+
+Each verb parses its options and calls one step of :mod:`obliviate.steps` (or one library call);
+the verb groups of ``cli_attacks``, ``cli_heal`` and ``cli_scenarios`` are registered here.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from obliviate.errors import ConfigError, ObliviateError
-
-app = typer.Typer(
-    name="obliviate",
-    help="Robust machine unlearning: unlearn, attack, heal, and audit against a gold retrain.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+from obliviate import cli_attacks, cli_heal, cli_scenarios
+from obliviate._io import atomic_write_json
+from obliviate.cli_common import (
+    _fail,
+    _parse_classes,
+    _size,
+    app,
+    console,
+    data_app,
+    print_metrics,
 )
-data_app = typer.Typer(help="Datasets shipped offline in packages.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-console = Console()
+from obliviate.config import build_config, config_help, parse_set_options
+from obliviate.data import list_datasets
+from obliviate.errors import ObliviateError
+from obliviate.models import MODELS
+from obliviate.steps import (
+    artifact_label,
+    audit_step,
+    evaluate_step,
+    load_artifact,
+    load_request,
+    prepare_data,
+    retrain_step,
+    train_title,
+    train_to,
+    unlearn_step,
+)
+from obliviate.train import TrainConfig
+from obliviate.unlearn import UNLEARNERS, TensorSet, create_unlearner, make_task
+from obliviate.unlearn.tune import core_metrics, gap_scorer
+from obliviate.unlearn.tune import tune as _tune
 
-
-def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)  # one unwrapped line that names the bad input
-    raise typer.Exit(code=2)
-
-
-def _parse_classes(classes: str | None) -> list[str] | None:
-    return None if not classes else [c.strip() for c in classes.split(",") if c.strip()]
-
-
-def _size(v: str | None) -> int | float | None:
-    if v is None:
-        return None
-    try:
-        return int(v)
-    except ValueError:
-        try:
-            return float(v)
-        except ValueError:
-            raise typer.BadParameter(f"expected a count or a fraction, got {v!r}") from None
-
-
-def print_metrics(
-    title: str, metrics: dict[str, Any], class_names: list[str] | None = None
-) -> None:
-    """Print split accuracies, then per-class test accuracy, as rich tables."""
-    t = Table(title=title)
-    t.add_column("metric")
-    t.add_column("value", justify="right")
-    for k, v in metrics.items():
-        if isinstance(v, float | int):
-            t.add_row(k, f"{v:.2f}")
-    console.print(t)
-    pc = metrics.get("per_class/test")
-    if pc:
-        t2 = Table(title="test accuracy per class (%)")
-        for name in pc:
-            t2.add_column(str(name), justify="right")
-        t2.add_row(*[f"{v:.1f}" for v in pc.values()])
-        console.print(t2)
+__all__ = ["app", "console", "main", "print_metrics"]
 
 
 @data_app.command("list")
 def data_list() -> None:
     """List datasets, whether they are installed, and their sizes."""
-    from obliviate.data import list_datasets
-
     t = Table(title="datasets")
     for col in ("name", "installed", "samples", "shape", "classes", "provided by"):
         t.add_column(col)
@@ -87,8 +70,6 @@ def data_list() -> None:
 @app.command("models")
 def models_list() -> None:
     """List registered model architectures."""
-    from obliviate.models import MODELS
-
     t = Table(title="models")
     t.add_column("name")
     t.add_column("description")
@@ -139,20 +120,13 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train a model (or, with --sisa-shards, a SISA ensemble) on a seeded split and save it."""
-    from obliviate.config import build_config, parse_set_options
-    from obliviate.data import load_dataset, make_split
-    from obliviate.train import TrainConfig, train_model
-
     try:
-        kw = {"root": data_root} if data_root else {}
-        ds = load_dataset(dataset, **kw)
-        cls = _parse_classes(classes)
-        if cls:
-            ds = ds.select_classes(cls)
         t: str | int | float = test if test == "official" else _size(test)  # type: ignore[assignment]
-        split = make_split(
-            ds,
-            seed=split_seed,
+        ds, split = prepare_data(
+            dataset,
+            root=data_root,
+            classes=_parse_classes(classes),
+            split_seed=split_seed,
             test=t,
             val=_size(val) or 0,
             reserve=_size(reserve) or 0,
@@ -163,97 +137,18 @@ def train(
         overrides.update(parse_set_options(set_))
         cfg = build_config(TrainConfig, overrides)
         console.print(f"{ds!r}; split {split.sizes()} (hash {split.hash[:12]})")
-        if sisa_shards > 0:
-            _train_sisa(
-                ds,
-                split,
-                model,
-                cfg,
-                out,
-                sisa_shards,
-                sisa_slices,
-                sisa_aggregation,
-                device,
-                quiet,
-            )
-            return
-        tm = train_model(ds, split, model, cfg, device=device, show_progress=not quiet)
-        tm.save(str(out))
+        fmt, options = "checkpoint", {}
+        if sisa_shards > 0:  # the --sisa-* options select the SISA artifact format
+            fmt = "sisa"
+            options = dict(shards=sisa_shards, slices=sisa_slices, aggregation=sisa_aggregation)
+        trained = train_to(
+            out, ds, split, model, cfg, artifact_format=fmt, options=options, device=device,
+            show_progress=not quiet,
+        )  # fmt: skip
     except ObliviateError as e:
         _fail(e)
-    print_metrics(f"{model} on {dataset} ({tm.history.seconds:.1f} s)", tm.metrics)
-    console.print(f"checkpoint written to [bold]{out}[/]")
-
-
-SISA_SPLIT = "split.json"
-
-
-def _train_sisa(ds, split, model, cfg, out, shards, slices, aggregation, device, quiet) -> None:
-    """Train and save a SISA artifact (the ensemble folder plus the split it was trained on)."""
-    from obliviate.train import evaluate
-    from obliviate.unlearn.sisa import save_sisa, train_sisa_model
-
-    ens = train_sisa_model(
-        ds,
-        split,
-        model,
-        cfg,
-        shards=shards,
-        slices=slices,
-        aggregation=aggregation,
-        device=device,
-        keep_data=False,
-        show_progress=not quiet,
-    )
-    save_sisa(ens, out)
-    split.save(out / SISA_SPLIT)
-    m = evaluate(ens, ds, split, parts=("train", "test"), device=device)
-    print_metrics(f"SISA {shards} shards × {slices} slices of {model}", m)
-    console.print(f"SISA artifact written to [bold]{out}[/]")
-
-
-def _load_sisa_artifact(path: Path, device: str):
-    """(ensemble, dataset, split) of a SISA folder written by ``obliviate train --sisa-shards``."""
-    import json
-
-    from obliviate.checkpoint import dataset_for
-    from obliviate.data import Split
-    from obliviate.errors import CheckpointError
-    from obliviate.unlearn.sisa import load_sisa
-
-    meta = json.loads((path / "sisa.json").read_text()).get("meta", {})
-    if "dataset" not in meta:
-        raise CheckpointError(f"SISA artifact {path} records no dataset; use the library API")
-    ds = dataset_for(meta)
-    split = Split.load(path / SISA_SPLIT)
-    if split.hash != meta.get("split_hash"):
-        raise CheckpointError(
-            f"SISA artifact {path}: {SISA_SPLIT} (hash {split.hash[:12]}) is not the split the "
-            f"ensemble was trained on ({str(meta.get('split_hash'))[:12]})"
-        )
-    return load_sisa(path, dataset=ds, device=device), ds, split
-
-
-def _unlearn_sisa(u, model: Path, request: Path, out: Path, seed: int, device: str) -> None:
-    from obliviate.data import ForgetRequest
-    from obliviate.train import evaluate
-    from obliviate.unlearn import make_task
-    from obliviate.unlearn.sisa import save_sisa
-
-    ens, ds, split = _load_sisa_artifact(model, device)
-    req = ForgetRequest.load(request).validate(split)
-    task = make_task(ds, split, req, seed=seed, device=device)
-    res = u.unlearn(ens, task)
-    save_sisa(res.model, out)
-    split.save(out / SISA_SPLIT)
-    m = evaluate(res.model, ds, split, parts=("test",), request=req, device=device)
-    print_metrics(f"sisa: unlearned {len(req)} samples in {res.stats['seconds']:.2f} s", m)
-    saved = res.stats["cost_saved_vs_full_sisa"]
-    console.print(
-        f"shards retrained: {res.stats['shards_retrained']}/{ens.num_shards}; "
-        f"{100 * saved:.0f} % of SISA retraining cost saved"
-    )
-    console.print(f"unlearned SISA artifact written to [bold]{out}[/]")
+    print_metrics(train_title(trained, model, dataset, options), trained.metrics)
+    console.print(f"{artifact_label(trained.model)} written to [bold]{out}[/]")
 
 
 @app.command()
@@ -265,17 +160,13 @@ def retrain(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Retrain on train \\ request with the original's exact recipe (the gold model)."""
-    from obliviate.data import ForgetRequest
-    from obliviate.train import retrain as _retrain
-
     try:
-        req = ForgetRequest.load(request)
-        tm = _retrain(str(model), req, device=device, show_progress=not quiet)
-        tm.save(str(out), kind="gold", parent=str(model))
+        tm = retrain_step(model, request, out=out, device=device, show_progress=not quiet)
     except ObliviateError as e:
         _fail(e)
+    assert tm.request is not None
     print_metrics(
-        f"gold retrain without {len(req)} samples ({tm.history.seconds:.1f} s)", tm.metrics
+        f"gold retrain without {len(tm.request)} samples ({tm.seconds:.1f} s)", tm.metrics
     )
     console.print(f"gold checkpoint written to [bold]{out}[/]")
 
@@ -292,17 +183,8 @@ def eval_(
     ] = None,
 ) -> None:
     """Accuracy per split part and per class of a checkpoint."""
-    from obliviate._io import atomic_write_json
-    from obliviate.checkpoint import dataset_for, load_checkpoint
-    from obliviate.data import ForgetRequest
-    from obliviate.train import evaluate
-
     try:
-        ck = load_checkpoint(model, device=device)
-        ds = dataset_for(ck)
-        req = ForgetRequest.load(request).validate(ck.split) if request else None
-        parts = [p for p, n in ck.split.sizes().items() if n > 0]
-        m = evaluate(ck.model, ds, ck.split, parts=parts, request=req, device=device)
+        m = evaluate_step(model, request, device=device)
     except ObliviateError as e:
         _fail(e)
     print_metrics(f"{model}", m)
@@ -350,87 +232,22 @@ def audit_(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
 ) -> None:
     """Audit an unlearned model against the gold retrain: accuracy, UA, MIAs, Avg. Gap, r_τ, ..."""
-    import torch
-
-    from obliviate.audit import audit as run_audit
-    from obliviate.checkpoint import dataset_for, load_checkpoint
-    from obliviate.data import ForgetRequest
-    from obliviate.errors import CheckpointError, RequestError
-
-    def seconds(meta: dict[str, Any]) -> float | None:
-        """Step time recorded in a checkpoint: `obliviate unlearn` (unlearn.stats), or training."""
-        u = meta.get("unlearn") if isinstance(meta.get("unlearn"), dict) else {}
-        for d in (u.get("stats"), u, meta.get("stats"), meta.get("history")):
-            if isinstance(d, dict) and isinstance(d.get("seconds"), int | float):
-                return float(d["seconds"])
-        return None
-
     try:
-        paths = {"unlearned": unlearned, "gold": gold, "original": original}
-        cks = {k: load_checkpoint(p, device=device) for k, p in paths.items() if p is not None}
-        ref = cks["unlearned"].split.hash
-        bad = {k: ck.split.hash for k, ck in cks.items() if ck.split.hash != ref}
-        if bad:
-            listed = ", ".join(f"{k} {paths[k]} has split {h[:12]}" for k, h in bad.items())
-            raise CheckpointError(
-                f"checkpoints were trained on different splits: unlearned {unlearned} has split "
-                f"{ref[:12]}, but {listed}; an audit compares models on one split"
-            )
-        if request is not None:
-            req = ForgetRequest.load(request)
-        else:
-            rec = next((ck.request for ck in cks.values() if ck.request is not None), None)
-            if rec is None:
-                raise RequestError(
-                    "no --request given and no checkpoint records one; pass --request R.json"
-                )
-            req = rec
-        g_req = cks["gold"].request if "gold" in cks else None
-        if g_req is not None and g_req.hash != req.hash:
-            raise RequestError(
-                f"gold {gold} was retrained without a different request ({len(g_req)} ids) than "
-                f"the one audited ({len(req)} ids); retrain gold on this request"
-            )
-        ck_u = cks["unlearned"]
-        ds = dataset_for(ck_u)
-        timings = {}
-        for step, key in (("unlearn", "unlearned"), ("gold", "gold"), ("original", "original")):
-            s = seconds(cks[key].meta) if key in cks else None
-            if s is not None:
-                timings[step] = s
-        shadow_fn = None
-        recipe = cks.get("gold", ck_u).meta
-        if metric and "lira" in metric and recipe.get("model") and recipe.get("train_config"):
-            from obliviate.models import create_model
-            from obliviate.train import TrainConfig, fit
-
-            def shadow_fn(x: Any, y: Any, seed: int) -> Any:  # the gold model's own recipe
-                cfg = TrainConfig(**{**recipe["train_config"], "seed": seed})
-                torch.manual_seed(seed)
-                net = create_model(recipe["model"]["name"], **recipe["model"]["kwargs"])
-                fit(net, x, y, cfg, device=device, show_progress=False)
-                return net
-
-        report = run_audit(
-            ck_u.model,
-            cks["gold"].model if "gold" in cks else None,
-            cks["original"].model if "original" in cks else None,
-            dataset=ds,
-            split=ck_u.split,
-            request=req,
+        report = audit_step(
+            unlearned,
+            gold,
+            original,
+            request=request,
+            seed=seed,
+            device=device,
+            out=json_out,
             taus=tuple(tau) if tau else (0.03,),
             perturbation=perturbation,
             c=c,
             metrics=metric or None,
-            seed=seed,
-            device=device,
             residual_max_samples=residual_max_samples,
-            timings=timings or None,
             attack_kw={"steps": steps} if steps is not None else None,
-            shadow_train_fn=shadow_fn,
         )
-        if json_out:
-            report.save(json_out)
     except ObliviateError as e:
         _fail(e)
     console.print(report)
@@ -439,8 +256,6 @@ def audit_(
 
 
 def _config_defaults(name: str) -> str:
-    from obliviate.unlearn import create_unlearner
-
     return ", ".join(f"{k}={v}" for k, v in create_unlearner(name).get_params().items())
 
 
@@ -451,9 +266,6 @@ def methods_list(
     ] = False,
 ) -> None:
     """List unlearning methods with their tags, paper and default hyper-parameters."""
-    from obliviate.config import config_help
-    from obliviate.unlearn import UNLEARNERS
-
     t = Table(title="unlearning methods")
     for col in ("name", "tags", "paper", "defaults"):
         t.add_column(col, overflow="fold")
@@ -471,20 +283,6 @@ def methods_list(
             console.print(h)
 
 
-def _unlearning_inputs(model: Path, request: Path, seed: int, device: str):
-    from obliviate.checkpoint import dataset_for, load_checkpoint
-    from obliviate.data import ForgetRequest
-    from obliviate.unlearn import make_task
-
-    ck = load_checkpoint(model, device=device)
-    ds = dataset_for(ck)
-    req = ForgetRequest.load(request).validate(ck.split)
-    task = make_task(
-        ds, ck.split, req, seed=seed, device=device, train_config=ck.meta.get("train_config")
-    )
-    return ck, ds, req, task
-
-
 @app.command()
 def unlearn(
     method: Annotated[str, typer.Option(help="Method name (see `obliviate methods`).")],
@@ -499,51 +297,23 @@ def unlearn(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
 ) -> None:
     """Unlearn a request from a checkpoint with one method and save the new model."""
-    from obliviate.checkpoint import save_checkpoint
-    from obliviate.config import parse_set_options
-    from obliviate.train import evaluate
-    from obliviate.unlearn import create_unlearner
-
     try:
-        u = create_unlearner(method, **parse_set_options(set_))
-        if (model / "sisa.json").exists() or "needs_ensemble" in u.tags:
-            if "needs_ensemble" not in u.tags:
-                raise ConfigError(
-                    f"{model} is a SISA ensemble; only ensemble methods (sisa) unlearn it"
-                )
-            if not (model / "sisa.json").exists():
-                raise ConfigError(
-                    f"method {method!r} needs a SISA artifact (train one with `obliviate train "
-                    f"--sisa-shards S`); {model} is not one"
-                )
-            _unlearn_sisa(u, model, request, out, seed, device)
-            return
-        ck, ds, req, task = _unlearning_inputs(model, request, seed, device)
-        res = u.unlearn(ck.model, task)
-        m = evaluate(res.model, ds, ck.split, parts=("test",), request=req, device=device)
-        save_checkpoint(
-            out,
-            res.model,
-            split=ck.split,
-            dataset=ds,
-            train_config=ck.meta.get("train_config"),
-            metrics=m,
-            request=req,
-            parent=str(model),
-            kind="unlearned",
-            extra={
-                "unlearn": {
-                    "method": method,
-                    "params": u.get_params(),
-                    "seed": seed,
-                    "stats": res.stats,
-                }
-            },
+        res = unlearn_step(
+            method,
+            model,
+            request,
+            options=parse_set_options(set_),
+            seed=seed,
+            device=device,
+            out=out,
         )
     except ObliviateError as e:
         _fail(e)
-    print_metrics(f"{method}: unlearned {len(req)} samples in {res.stats['seconds']:.2f} s", m)
-    console.print(f"unlearned checkpoint written to [bold]{out}[/]")
+    secs = res.stats["seconds"]
+    print_metrics(f"{method}: unlearned {len(res.request)} samples in {secs:.2f} s", res.metrics)
+    for line in res.notes:
+        console.print(line)
+    console.print(f"unlearned {res.label} written to [bold]{out}[/]")
 
 
 @app.command()
@@ -563,18 +333,14 @@ def tune(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
 ) -> None:
     """Pick a method's hyper-parameters by Avg. Gap to the gold model on a tuning seed."""
-    import dataclasses
-
-    from obliviate._io import atomic_write_json
-    from obliviate.checkpoint import load_checkpoint
-    from obliviate.config import parse_set_options
-    from obliviate.unlearn import TensorSet
-    from obliviate.unlearn.tune import core_metrics, gap_scorer
-    from obliviate.unlearn.tune import tune as _tune
-
     try:
-        ck, ds, req, task = _unlearning_inputs(model, request, seed, device)
-        g = load_checkpoint(gold, device=device, expect_split_hash=ck.split.hash)
+        ck = load_artifact(model, device)
+        ds = ck.dataset
+        req = load_request(request, ck.split)
+        task = make_task(
+            ds, ck.split, req, seed=seed, device=device, train_config=ck.meta.get("train_config")
+        )
+        g = load_artifact(gold, device, split=ck.split)
         if g.request is None or sorted(g.request.ids) != sorted(req.ids):
             raise ObliviateError(f"gold checkpoint {gold} was not retrained without this request")
         xt, yt = ds.tensors(ck.split.test)
@@ -612,17 +378,8 @@ def tune(
         atomic_write_json(json_out, dataclasses.asdict(res))
 
 
-def _register_verb_groups() -> None:
-    """Verbs that live in their own modules: attacks, healing, scenarios and suites."""
-    from obliviate.cli_attacks import register as attacks
-    from obliviate.cli_heal import register as heal
-    from obliviate.cli_scenarios import register as scenarios
-
-    for register in (attacks, heal, scenarios):
-        register(app)
-
-
-_register_verb_groups()
+for _register in (cli_attacks.register, cli_heal.register, cli_scenarios.register):
+    _register(app)  # verb groups in their own modules: attacks, healing, scenarios and suites
 
 
 def main() -> None:  # pragma: no cover - console entry point

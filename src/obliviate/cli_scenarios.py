@@ -8,7 +8,12 @@ from typing import Annotated
 import typer
 from typer.core import TyperCommand
 
-from obliviate.errors import ObliviateError
+from obliviate.cli_common import _fail, console
+from obliviate.errors import ConfigError, ObliviateError
+from obliviate.report.console import print_table
+from obliviate.scenarios import ResultsStore, RunResult, list_suites, load_suite, run_scenario
+from obliviate.scenarios.printers import print_suite
+from obliviate.scenarios.report import report_from_store
 
 
 def _seeds(v: str | None) -> list[int] | None:
@@ -20,10 +25,7 @@ def _seeds(v: str | None) -> list[int] | None:
         raise typer.BadParameter(f"--seeds expects comma-separated integers, got {v!r}") from None
 
 
-def _print_result(res, store) -> None:  # type: ignore[no-untyped-def]
-    from obliviate.cli import console
-    from obliviate.report.console import print_table
-
+def _print_result(res: RunResult, store: ResultsStore) -> None:
     print_table(console, store.summary(res.scenario))
     hits = sum(res.cache["hits"].values())
     misses = sum(res.cache["misses"].values())
@@ -35,12 +37,10 @@ def _print_result(res, store) -> None:  # type: ignore[no-untyped-def]
 
 
 class _BenchCommand(TyperCommand):
-    """``obliviate bench``: its help lists the built-in suites from the registry, read only when
-    the help is shown (the CLI starts without importing the scenario runner)."""
+    """``obliviate bench``: its help lists the built-in suites from the registry, read when the
+    help is shown (so a suite added later is listed)."""
 
     def format_help(self, ctx, formatter):  # type: ignore[no-untyped-def]
-        from obliviate.scenarios import list_suites
-
         for p in self.params:
             if p.name == "suite":
                 p.help = f"Built-in suite: {', '.join(list_suites())}."
@@ -59,9 +59,6 @@ def register(app: typer.Typer) -> None:
         scenario: Annotated[str | None, typer.Option(help="Only this scenario.")] = None,
     ) -> None:
         """Write the Markdown and self-contained HTML report of a results store."""
-        from obliviate.cli import _fail, console
-        from obliviate.scenarios.report import report_from_store
-
         try:
             paths = report_from_store(results, out, scenario=scenario)
         except ObliviateError as e:
@@ -93,9 +90,6 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option(help="No progress bars or step log.")] = False,
     ) -> None:
         """Run a scenario: train, attack, retrain gold, unlearn, heal, audit; store every row."""
-        from obliviate.cli import _fail, console
-        from obliviate.scenarios import ResultsStore, run_scenario
-
         try:
             store = ResultsStore(results)
             res = run_scenario(
@@ -137,11 +131,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run every scenario of a built-in suite at one size into one results store, then print
         the suite's table (when it has a printer)."""
-        from obliviate.cli import _fail, console
-        from obliviate.errors import ConfigError
-        from obliviate.scenarios import ResultsStore, load_suite, run_scenario
-        from obliviate.scenarios.printers import print_suite
-
         try:
             if quick and size not in (None, "quick"):
                 raise ConfigError(f"--quick means --size quick, but --size {size} was given")

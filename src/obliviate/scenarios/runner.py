@@ -9,7 +9,7 @@ For each seed::
         gold_i = retrain on train \\ (requests 0..i) (cache)
         audit(original vs gold_i) ─► rows "original", "gold"
         for each method m: v_{i+1}(m) = unlearn request i from v_i(m) (cache; v_0 = the original,
-          or the SISA ensemble for ``needs_ensemble`` methods)
+          or the artifact of the format the method needs, e.g. SISA's ensemble)
           audit(v_{i+1}(m) vs gold_i, with the original) ─► row "unlearn", ledger entry
           for each defense variant (healing pool × similarity × epochs): heal v_{i+1}(m) (cache)
             audit ─► row "heal"
@@ -34,41 +34,46 @@ their parents' keys, so a second run reuses everything and a changed field recom
 dependants. Rows carry a ``config_hash`` over the keys of the models audited and the audit
 options; a restarted run skips rows already stored with the same hash (kill-and-resume).
 Request sources and defenses are pluggable registries (:data:`REQUEST_SOURCES`,
-:data:`DEFENSES`).
+:data:`DEFENSES`). Training, unlearning, healing and auditing are the steps of
+:mod:`obliviate.steps` that the CLI calls too; the runner adds the caching and the rows.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from torch import nn
 
 import obliviate
-from obliviate._io import atomic_write_json, hash_parts, sha256_file
+from obliviate import steps
+from obliviate._io import hash_parts
 from obliviate.audit import LEDGER_KEYS
 from obliviate.data import ForgetRequest, ImageDataset, Split, load_dataset, make_split
-from obliviate.errors import ConfigError, RequestError
-from obliviate.registry import Registry
+from obliviate.errors import ConfigError
+from obliviate.inference import batched_logits
 from obliviate.scenarios.cache import ArtifactCache
+from obliviate.scenarios.context import (
+    Artifact,
+    EventFn,
+    RunContext,
+    StepRequest,
+    derive_seed,
+)
+from obliviate.scenarios.context import model_artifact as _model_artifact
+from obliviate.scenarios.context import plain as _plain
+from obliviate.scenarios.context import saver as _saver
+from obliviate.scenarios.defenses import DEFENSES, SIMILARITY_POOLS, healing_variants
+from obliviate.scenarios.requests import REQUEST_SOURCES, select_requests
 from obliviate.scenarios.schema import (
-    FileRequest,
-    HealingSpec,
-    IdsRequest,
-    IndirectRequest,
+    EnsembleSpec,
     MethodSpec,
     Scenario,
-    StrategyRequest,
-    _request_kind,
     canonical_json,
     load_scenario,
 )
@@ -78,66 +83,13 @@ from obliviate.scenarios.tuning import (
     apply_tuned,
     check_tuning_seed,
     methods_to_tune,
-    needs_ensemble,
     tune_methods,
 )
+from obliviate.unlearn import UNLEARNERS, create_unlearner
+from obliviate.utils import resolve_device
 
-EventFn = Callable[[str, dict[str, Any]], None]
 #: Metrics copied into each ledger entry.
 LEDGER_METRICS = LEDGER_KEYS
-
-
-@dataclass
-class Artifact:
-    """A model artifact: its cache key and folder, the loaded model and what producing it cost."""
-
-    key: str
-    path: Path
-    model: nn.Module
-    seconds: float
-    cached: bool
-    stats: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StepRequest:
-    """Request ``index`` of the sequence, with the cumulative forget set up to it."""
-
-    index: int
-    key: str
-    request: ForgetRequest
-    cumulative: ForgetRequest
-    source: str
-    info: dict[str, Any]
-    split: Split  # the split the request was drawn from: train \ (requests before it)
-
-
-@dataclass
-class RunContext:
-    """Everything a step function of one seed's run needs."""
-
-    scenario: Scenario
-    seed: int
-    cache: ArtifactCache
-    store: ResultsStore
-    device: str
-    dataset: ImageDataset
-    split: Split
-    config_hash: str
-    versions: dict[str, Any]
-    show_progress: bool = True
-    console: Console | None = None
-    on_event: EventFn | None = None
-    counts: dict[str, int] = field(default_factory=lambda: {"written": 0, "skipped": 0})
-    tuned: dict[str, TunedParams] = field(default_factory=dict)  # the ``tune`` step's choices
-
-    def emit(self, event: str, **payload: Any) -> None:
-        if self.on_event is not None:
-            self.on_event(event, payload)
-
-    def log(self, msg: str) -> None:
-        if self.console is not None:
-            self.console.print(f"[dim]seed {self.seed}[/] {msg}")
 
 
 @dataclass
@@ -151,139 +103,6 @@ class RunResult:
     cache: dict[str, dict[str, int]]
     seconds: float
     store_path: Path
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def derive_seed(seed: int, *parts: str | int) -> int:
-    """A 31-bit seed derived from ``seed`` and labels (stable across processes and machines)."""
-    h = hashlib.sha256(canonical_json([seed, *parts]).encode()).hexdigest()
-    return int(h[:8], 16) & 0x7FFFFFFF
-
-
-def _plain(o: Any) -> Any:
-    """JSON-safe copy of method / defense stats: tensors and arrays become lists (short) or a
-    shape string, non-finite floats the string ``"nan"``/``"inf"``, other objects ``str(o)``."""
-    if isinstance(o, dict):
-        return {str(k): _plain(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_plain(v) for v in o]
-    if isinstance(o, torch.Tensor | np.ndarray | np.generic):
-        t = torch.as_tensor(np.asarray(o))
-        return _plain(t.tolist()) if t.numel() <= 64 else f"tensor{tuple(t.shape)}"
-    if isinstance(o, float):
-        return o if math.isfinite(o) else str(o)
-    if o is None or isinstance(o, bool | int | str):
-        return o
-    return str(o)
-
-
-def _remaining_split(split: Split, removed: torch.Tensor) -> Split:
-    """``split`` with ``removed`` ids taken out of the training part (for request i > 0)."""
-    if len(removed) == 0:
-        return split
-    return Split(
-        train=split.train[~torch.isin(split.train, removed)],
-        test=split.test,
-        reserve=split.reserve,
-        val=split.val,
-        dataset_fingerprint=split.dataset_fingerprint,
-        spec={**split.spec, "removed_before": len(removed)},
-    )
-
-
-def _class_index(ds: ImageDataset, c: int | str) -> int:
-    if isinstance(c, str) and c in ds.class_names:
-        return ds.class_names.index(c)
-    try:
-        ci = int(c)
-    except ValueError:
-        raise ConfigError(
-            f"dataset {ds.name!r} has no class {c!r}; classes: {ds.class_names}"
-        ) from None
-    if not 0 <= ci < ds.num_classes:
-        raise ConfigError(f"class index {ci} out of range [0, {ds.num_classes}) for {ds.name!r}")
-    return ci
-
-
-def _model_artifact(
-    ctx: RunContext,
-    kind: str,
-    key: str,
-    compute: Callable[[], tuple[nn.Module, float, dict[str, Any], Callable[[Path], None]]],
-    what: str,
-) -> Artifact:
-    """Load artifact ``kind/key`` from the cache, or compute it, save it and record it.
-
-    The model folder is written first (atomically), then the ``<key>.json`` sidecar (atomically);
-    the sidecar marks the artifact complete, so a run killed in between recomputes it.
-    """
-    side = ctx.cache.lookup(kind, key, ".json")
-    path = ctx.cache.path(kind, key)
-    if side is not None:
-        rec = json.loads(side.read_text())
-        model = _load_model(ctx, path, rec["format"])
-        ctx.log(f"{what}: cached ({rec['seconds']:.1f} s when computed)")
-        return Artifact(key, path, model, float(rec["seconds"]), True, rec.get("stats", {}))
-    model, seconds, stats, save = compute()
-    save(path)
-    fmt = "sisa" if _is_ensemble(model) else "checkpoint"
-    atomic_write_json(
-        ctx.cache.path(kind, key, ".json"),
-        {"format": fmt, "kind": kind, "seconds": seconds, "stats": _plain(stats)},
-    )
-    ctx.log(f"{what}: {seconds:.1f} s")
-    ctx.emit("artifact", kind=kind, key=key)
-    return Artifact(key, path, model, seconds, False, _plain(stats))
-
-
-def _is_ensemble(model: nn.Module) -> bool:
-    from obliviate.unlearn.sisa import SisaEnsemble
-
-    return isinstance(model, SisaEnsemble)
-
-
-def _load_model(ctx: RunContext, path: Path, fmt: str) -> nn.Module:
-    if fmt == "sisa":
-        from obliviate.unlearn.sisa import load_sisa
-
-        return load_sisa(path, dataset=ctx.dataset, device=ctx.device)
-    from obliviate.checkpoint import load_checkpoint
-
-    return load_checkpoint(path, expect_split_hash=ctx.split.hash, device=ctx.device).model
-
-
-def _saver(
-    ctx: RunContext,
-    model: nn.Module,
-    *,
-    kind: str,
-    request: ForgetRequest | None,
-    parent: Path | None,
-    extra: dict[str, Any],
-) -> Callable[[Path], None]:
-    def save(path: Path) -> None:
-        if _is_ensemble(model):
-            from obliviate.unlearn.sisa import save_sisa
-
-            save_sisa(model, path)  # type: ignore[arg-type]
-            return
-        from obliviate.checkpoint import save_checkpoint
-
-        save_checkpoint(
-            path,
-            model,
-            split=ctx.split,
-            dataset=ctx.dataset,
-            train_config=ctx.scenario.train_config(ctx.seed).to_dict(),
-            request=request,
-            parent=None if parent is None else str(parent),
-            kind=kind,
-            extra={"scenario_step": _plain(extra)},
-        )
-
-    return save
 
 
 # ---------------------------------------------------------------------------- steps
@@ -309,19 +128,26 @@ def _recipe(ctx: RunContext) -> dict[str, Any]:
     }
 
 
-def _train_scenario_model(ctx: RunContext, exclude: Any = None):  # type: ignore[no-untyped-def]
+def _scenario_train(
+    ctx: RunContext,
+    exclude: ForgetRequest | None = None,
+    artifact_format: str = "checkpoint",
+    options: dict[str, Any] | None = None,
+    seed: int | None = None,
+) -> steps.TrainedArtifact:
     """The scenario model, trained with its recipe and the run's seed on the training split minus
-    ``exclude``."""
-    from obliviate.train import train_model
-
+    ``exclude``, as an artifact of ``artifact_format`` (:func:`obliviate.steps.train_step`)."""
     scn = ctx.scenario
-    return train_model(
+    return steps.train_step(
         ctx.dataset,
         ctx.split,
         scn.model.name,
         scn.train_config(ctx.seed),
+        artifact_format=artifact_format,
+        options=options,
         model_kwargs=scn.model.kwargs,
         exclude=exclude,
+        seed=seed,
         device=ctx.device,
         show_progress=ctx.show_progress,
     )
@@ -332,13 +158,12 @@ def train_original(ctx: RunContext) -> Artifact:
     key = ctx.cache.key("original", _recipe(ctx))
 
     def compute() -> tuple[nn.Module, float, dict[str, Any], Callable[[Path], None]]:
-        tm = _train_scenario_model(ctx)
-        stats = {"metrics": tm.metrics, "steps": tm.history.steps}
-
-        def save(path: Path) -> None:
-            tm.save(str(path), kind="trained", extra={"scenario_step": {"key": key}})
-
-        return tm.model, tm.history.seconds, stats, save
+        tr = _scenario_train(ctx)
+        save = _saver(
+            ctx, tr.model, kind="trained", request=None, parent=None, extra={"key": key},
+            history=tr.history, metrics=tr.metrics,
+        )  # fmt: skip
+        return tr.model, tr.seconds, tr.stats, save
 
     return _model_artifact(ctx, "original", key, compute, "train original")
 
@@ -348,221 +173,57 @@ def train_gold(ctx: RunContext, original: Artifact, req: StepRequest) -> Artifac
     key = ctx.cache.key("gold", {"cumulative": req.cumulative.hash}, (original.key,))
 
     def compute() -> tuple[nn.Module, float, dict[str, Any], Callable[[Path], None]]:
-        tm = _train_scenario_model(ctx, exclude=req.cumulative)
-
-        def save(path: Path) -> None:
-            tm.save(
-                str(path),
-                kind="gold",
-                parent=str(original.path),
-                extra={"scenario_step": {"key": key, "step_index": req.index}},
-            )
-
-        return tm.model, tm.history.seconds, {"metrics": tm.metrics}, save
+        tr = _scenario_train(ctx, exclude=req.cumulative)
+        save = _saver(
+            ctx, tr.model, kind="gold", request=req.cumulative, parent=original.path,
+            extra={"key": key, "step_index": req.index}, history=tr.history, metrics=tr.metrics,
+        )  # fmt: skip
+        return tr.model, tr.seconds, {"metrics": tr.metrics}, save
 
     return _model_artifact(ctx, "gold", key, compute, f"req {req.index} · gold retrain")
 
 
-def train_ensemble(ctx: RunContext, method: MethodSpec) -> Artifact:
-    """The SISA ensemble a ``needs_ensemble`` method starts from (cached), with the original's
-    recipe; shards/slices/aggregation from the method's ``ensemble`` (defaults 5 × 5, vote)."""
-    from obliviate.scenarios.schema import EnsembleSpec
-    from obliviate.unlearn.sisa import train_sisa_model
-
-    ens = method.ensemble or EnsembleSpec()
-    key = ctx.cache.key("ensemble", {**_recipe(ctx), "ensemble": ens.model_dump()})
+def start_artifact(ctx: RunContext, method: MethodSpec, original: Artifact) -> Artifact:
+    """Version ``v_0`` of ``method``'s chain: the original, unless the method needs another
+    artifact format (:func:`obliviate.steps.format_for_unlearner`; SISA: an ensemble with the
+    method's ``ensemble`` options, defaults 5 × 5, vote), then that artifact trained with the
+    original's recipe (cached)."""
+    fmt = steps.format_for_unlearner(UNLEARNERS.get(method.name).tags)
+    if fmt.unlearner_tag is None:
+        return original
+    options = (method.ensemble or EnsembleSpec()).model_dump()
+    key = ctx.cache.key("ensemble", {**_recipe(ctx), "ensemble": options})
 
     def compute() -> tuple[nn.Module, float, dict[str, Any], Callable[[Path], None]]:
-        scn = ctx.scenario
-        t0 = time.perf_counter()
-        model = train_sisa_model(
-            ctx.dataset,
-            ctx.split,
-            scn.model.name,
-            scn.train_config(ctx.seed),
-            shards=ens.shards,
-            slices=ens.slices,
-            aggregation=ens.aggregation,
-            model_kwargs=scn.model.kwargs,
-            seed=ctx.seed,
-            device=ctx.device,
-            keep_data=False,
-            show_progress=ctx.show_progress,
-        )
-        seconds = time.perf_counter() - t0
-        return (
-            model,
-            seconds,
-            {"shards": ens.shards, "slices": ens.slices},
-            _saver(ctx, model, kind="ensemble", request=None, parent=None, extra={}),
-        )
+        tr = _scenario_train(ctx, artifact_format=fmt.name, options=options, seed=ctx.seed)
+        save = _saver(ctx, tr.model, kind="ensemble", request=None, parent=None, extra={})
+        return tr.model, tr.seconds, tr.stats, save
 
-    return _model_artifact(ctx, "ensemble", key, compute, f"{method.key}: SISA training")
+    return _model_artifact(ctx, "ensemble", key, compute, f"{method.key}: {fmt.label} training")
 
 
-# ---------------------------------------------------------------------------- request sources
-
-#: ``fn(ctx, spec, step_split, attack_model, seed) -> (ForgetRequest, info)`` per request form.
-RequestSource = Callable[
-    [RunContext, Any, Split, nn.Module, int], tuple[ForgetRequest, dict[str, Any]]
-]
-REQUEST_SOURCES: Registry[RequestSource] = Registry("request source")
-
-
-@REQUEST_SOURCES.register("ids", needs_model=False)
-def _ids_source(
-    ctx: RunContext, spec: IdsRequest, split: Split, model: nn.Module, seed: int
-) -> tuple[ForgetRequest, dict[str, Any]]:
-    return ForgetRequest(spec.ids, name=spec.name or "ids"), {}
-
-
-@REQUEST_SOURCES.register("file", needs_model=False)
-def _file_source(
-    ctx: RunContext, spec: FileRequest, split: Split, model: nn.Module, seed: int
-) -> tuple[ForgetRequest, dict[str, Any]]:
-    path = ctx.scenario.base_dir / spec.file
-    req = ForgetRequest.load(path)
-    return ForgetRequest(req.ids, name=spec.name or req.name or path.name, meta=req.meta), {
-        "file": str(path)
-    }
-
-
-@REQUEST_SOURCES.register("strategy", needs_model=True)
-def _strategy_source(
-    ctx: RunContext, spec: StrategyRequest, split: Split, model: nn.Module, seed: int
-) -> tuple[ForgetRequest, dict[str, Any]]:
-    from obliviate.attacks.requests import select_request
-
-    classes = None if spec.classes is None else [_class_index(ctx.dataset, c) for c in spec.classes]
-    sel = select_request(
-        spec.strategy,
-        model,
-        ctx.dataset,
-        split,
-        budget=spec.budget,
-        seed=seed,
-        classes=classes,
-        device=ctx.device,
-        **spec.options,
-    )
-    info = {"strategy": spec.strategy, "budget": spec.budget, "classes": classes}
-    score = getattr(sel, "score", None)
-    if isinstance(score, int | float):
-        info["score"] = float(score)
-    details = getattr(sel, "details", None) or {}
-    info["details"] = {
-        k: v for k, v in _plain(details).items() if isinstance(v, int | float | str | bool)
-    }
-    req = sel.request
-    return ForgetRequest(req.ids, name=spec.name or req.name or spec.strategy, meta=req.meta), info
-
-
-@REQUEST_SOURCES.register("indirect", needs_model=True)
-def _indirect_source(
-    ctx: RunContext, spec: IndirectRequest, split: Split, model: nn.Module, seed: int
-) -> tuple[ForgetRequest, dict[str, Any]]:
-    from obliviate.attacks.indirect import select_indirect
-
-    ind = spec.indirect
-    victim = _class_index(ctx.dataset, ind.victim_class)
-    sel = select_indirect(
-        model, ctx.dataset, split, victim, mode=ind.mode, by=ind.by, seed=seed, **ind.options
-    )
-    forget_class = getattr(sel, "forget_class", None)
-    info = {
-        "victim_class": victim,
-        "victim_class_name": ctx.dataset.class_names[victim],
-        "forget_class": None if forget_class is None else int(forget_class),
-        "by": ind.by,
-        "mode": ind.mode,
-    }
-    req = sel.request
-    name = spec.name or f"indirect-victim-{ctx.dataset.class_names[victim]}"
-    return ForgetRequest(req.ids, name=name, meta=req.meta), info
-
-
-def select_requests(
-    ctx: RunContext, original: Artifact, golds: dict[int, Artifact]
-) -> Iterator[StepRequest]:
-    """Yield the sequence's requests one by one (cached as JSON); request ``i`` is drawn from the
-    training ids not requested before and validated against them. ``golds`` is filled by the
-    caller as the sequence advances (``attack_model: gold`` reads ``golds[i - 1]``)."""
-    scn = ctx.scenario
-    removed = torch.empty(0, dtype=torch.int64)
-    prev: list[str] = []
-    for i, spec in enumerate(scn.requests):
-        kind = _request_kind(spec)
-        assert kind is not None
-        needs_model = bool(REQUEST_SOURCES.meta(kind).get("needs_model"))
-        step_split = _remaining_split(ctx.split, removed)
-        attacker = original if (i == 0 or scn.attack_model == "original") else golds[i - 1]
-        fields: dict[str, Any] = {
-            "spec": spec.model_dump(mode="json"),
-            "index": i,
-            "seed": ctx.seed,
-            "split": ctx.split.hash,
-        }
-        if isinstance(spec, FileRequest):
-            fields["file_sha256"] = sha256_file(scn.base_dir / spec.file)
-        parents = (*prev, attacker.key) if needs_model else tuple(prev)
-        key = ctx.cache.key("request", fields, parents)
-        hit = ctx.cache.lookup("request", key, ".json")
-        if hit is not None:
-            rec = json.loads(hit.read_text())
-            req = ForgetRequest(rec["ids"], name=rec["name"], meta=rec["meta"])
-            info = rec["info"]
-            ctx.log(f"req {i} · {kind} request of {len(req)} ids: cached")
-        else:
-            t0 = time.perf_counter()
-            req, info = REQUEST_SOURCES.get(kind)(
-                ctx, spec, step_split, attacker.model, derive_seed(ctx.seed, "request", i)
-            )
-            info = {**_plain(info), "seconds": time.perf_counter() - t0}
-            atomic_write_json(
-                ctx.cache.path("request", key, ".json"),
-                {**req.to_dict(), "meta": _plain(req.meta), "info": info},
-            )
-            ctx.log(f"req {i} · {kind} request of {len(req)} ids ({info['seconds']:.1f} s)")
-            ctx.emit("artifact", kind="request", key=key)
-        try:
-            req.validate(step_split)
-        except RequestError as e:
-            raise RequestError(
-                f"scenario {scn.name!r}, request {i} ({kind}): {e}"
-                + (" (ids requested by an earlier request count as gone)" if i else "")
-            ) from None
-        removed = torch.cat([removed, req.tensor])
-        cumulative = ForgetRequest(
-            torch.sort(removed).values, name=f"requests 0..{i}", meta={"steps": i + 1}
-        )
-        info = {**info, "source": kind, "size": len(req), "name": req.name}
-        yield StepRequest(i, key, req, cumulative, kind, info, step_split)
-        prev.append(key)
-
-
-# ---------------------------------------------------------------------------- unlearn, heal
+# ---------------------------------------------------------------------------- unlearn
 
 
 def unlearn_step(
     ctx: RunContext, method: MethodSpec, parent: Artifact, req: StepRequest
 ) -> Artifact:
     """Step "unlearn": model version ``v_{i+1}`` of ``method`` from ``v_i`` (cached)."""
-    from obliviate.unlearn import create_unlearner, make_task
-
     u = create_unlearner(method.name, **method.config)
     fields = {"method": method.name, "params": _plain(u.get_params()), "seed": ctx.seed}
     key = ctx.cache.key("unlearned", fields, (parent.key, req.key))
 
     def compute() -> tuple[nn.Module, float, dict[str, Any], Callable[[Path], None]]:
-        task = make_task(
-            ctx.dataset,
-            req.split,
+        res = steps.unlearn_step(
+            u,
+            parent.model,
             req.request,
             seed=ctx.seed,
             device=ctx.device,
+            dataset=ctx.dataset,
+            split=req.split,
             train_config=ctx.scenario.train_config(ctx.seed).to_dict(),
         )
-        res = u.unlearn(parent.model, task)
         extra = {"method": method.name, "params": u.get_params(), "stats": res.stats}
         save = _saver(
             ctx, res.model, kind="unlearned", request=req.cumulative, parent=parent.path,
@@ -573,83 +234,6 @@ def unlearn_step(
     return _model_artifact(
         ctx, "unlearned", key, compute, f"req {req.index} · unlearn {method.key} (v{req.index + 1})"
     )
-
-
-#: Healing pools for which the similarity matters (one variant per similarity).
-SIMILARITY_POOLS = frozenset({"twins"})
-
-#: ``fn(ctx, spec, method, unlearned, original, req) -> [(variant, Artifact, info), ...]``.
-Defense = Callable[..., list[tuple[str, Artifact, dict[str, Any]]]]
-DEFENSES: Registry[Defense] = Registry("scenario defense")
-
-
-@DEFENSES.register("healing")
-def healing_variants(
-    ctx: RunContext,
-    spec: HealingSpec,
-    method: MethodSpec,
-    unlearned: Artifact,
-    original: Artifact,
-    req: StepRequest,
-) -> list[tuple[str, Artifact, dict[str, Any]]]:
-    """Healing (arXiv 2507.10886): fine-tune the unlearned model on the remaining data plus a
-    pool (``twins`` of the forgotten samples by a similarity, random ``spares``, or ``none``:
-    remaining data only) for each number of epochs; ``options`` build its ``HealConfig``.
-    Variant names: ``pool/similarity/eE`` for twins, ``pool/eE`` otherwise."""
-    from obliviate.config import build_config
-    from obliviate.defenses.healing import HealConfig, heal
-
-    config = build_config(HealConfig, spec.options)
-    out = []
-    for pool in spec.pools:
-        sims = spec.similarities if pool in SIMILARITY_POOLS else spec.similarities[:1]
-        for sim in sims:
-            for epochs in spec.epochs:
-                variant = (
-                    f"{pool}/{sim}/e{epochs}" if pool in SIMILARITY_POOLS else f"{pool}/e{epochs}"
-                )
-                fields = {
-                    "pool": pool,
-                    "similarity": sim if pool in SIMILARITY_POOLS else None,
-                    "epochs": epochs,
-                    "options": spec.options,
-                    "seed": ctx.seed,
-                }
-                key = ctx.cache.key("healed", fields, (unlearned.key, original.key, req.key))
-
-                def compute(
-                    pool: str = pool, sim: str = sim, epochs: int = epochs, variant: str = variant
-                ) -> tuple[nn.Module, float, dict[str, Any], Callable[[Path], None]]:
-                    t0 = time.perf_counter()
-                    res = heal(
-                        unlearned.model,
-                        ctx.dataset,
-                        ctx.split,
-                        req.cumulative,
-                        pool=pool,  # type: ignore[arg-type]
-                        similarity=sim if pool in SIMILARITY_POOLS else None,
-                        epochs=epochs,
-                        config=config,
-                        original=original.model,
-                        seed=ctx.seed,
-                        device=ctx.device,
-                    )
-                    stats = dict(getattr(res, "stats", None) or {})
-                    wall = time.perf_counter() - t0
-                    seconds = stats.get("seconds", wall)
-                    seconds = float(seconds) if isinstance(seconds, int | float) else wall
-                    save = _saver(
-                        ctx, res.model, kind="healed", request=req.cumulative,
-                        parent=unlearned.path, extra={"variant": variant, "stats": stats},
-                    )  # fmt: skip
-                    return res.model, seconds, stats, save
-
-                art = _model_artifact(
-                    ctx, "healed", key, compute, f"req {req.index} · heal {method.key} {variant}"
-                )
-                info = {"pool": pool, "similarity": fields["similarity"], "epochs": epochs}
-                out.append((variant, art, info))
-    return out
 
 
 # ---------------------------------------------------------------------------- audit → rows
@@ -663,27 +247,25 @@ def _audit_hash(ctx: RunContext, *keys: str) -> str:
 
 def _audit(ctx: RunContext, model: nn.Module, gold: Artifact, original: Artifact,
            req: StepRequest, timings: dict[str, float]) -> Any:  # fmt: skip
-    from obliviate.audit import audit
-
     a = ctx.scenario.audit
-    return audit(
+    return steps.audit_step(
         model,
         gold.model,
         original.model,
+        request=req.cumulative,
         dataset=ctx.dataset,
         split=ctx.split,
-        request=req.cumulative,
+        seed=ctx.seed,
+        device=ctx.device,
+        timings=timings,
         taus=a.taus,
         perturbation=a.perturbation,
         c=a.c,
         metrics=a.metrics,
-        seed=ctx.seed,
-        device=ctx.device,
         n_max_mia=a.n_max_mia,
         residual_max_samples=a.residual_max_samples,
         contamination_k=a.contamination_k,
         attack_kw=a.attack_kw or None,
-        timings=timings,
     )
 
 
@@ -839,16 +421,11 @@ def defense_rows(ctx: RunContext, method: MethodSpec, art: Artifact, gold: Artif
 
 def run_seed(ctx: RunContext) -> None:
     """Run the whole data flow for one seed (see the module docstring)."""
-    from obliviate.unlearn import UNLEARNERS
-
     scn = ctx.scenario
     original = train_original(ctx)
     chains: dict[str, Artifact] = {}
     for m in scn.methods:
-        if "needs_ensemble" in UNLEARNERS.get(m.name).tags:
-            chains[m.key] = train_ensemble(ctx, m)
-        else:
-            chains[m.key] = original
+        chains[m.key] = start_artifact(ctx, m, original)
     golds: dict[int, Artifact] = {}
     for req in select_requests(ctx, original, golds):
         gold = train_gold(ctx, original, req)
@@ -869,7 +446,7 @@ def tune_step(ctx: RunContext) -> dict[str, TunedParams]:
     gold = train_gold(ctx, original, req)
     keys = {m.key for m in methods_to_tune(ctx.scenario)}
     methods = [m for m in matched_forgetting(ctx, gold, req) if m.key in keys]
-    starts = {m.key: train_ensemble(ctx, m) if needs_ensemble(m) else original for m in methods}
+    starts = {m.key: start_artifact(ctx, m, original) for m in methods}
     return tune_methods(ctx, methods, starts, gold, req)
 
 
@@ -885,8 +462,6 @@ def matched_forgetting(ctx: RunContext, gold: Artifact, req: StepRequest) -> lis
     covered = {m.key for m in scn.matched_methods()}
     if not covered:
         return list(scn.methods)
-    from obliviate.inference import batched_logits
-
     x, y = ctx.dataset.tensors(req.request.ids)
     pred = batched_logits(gold.model, x, device=ctx.device).argmax(1)
     gold_acc = 100.0 * float((pred == y).double().mean())
@@ -924,8 +499,6 @@ def run_scenario(
     ``sizes`` overlay when a path is given. ``on_event(kind, info)`` is called after each new
     artifact (``"artifact"``) and each stored row (``"row"``).
     """
-    from obliviate.utils import resolve_device
-
     scn = scenario if isinstance(scenario, Scenario) else load_scenario(scenario, size=size)
     if seeds is not None:
         if not seeds or len(set(seeds)) != len(seeds):
@@ -993,10 +566,12 @@ __all__ = [
     "RunResult",
     "StepRequest",
     "derive_seed",
+    "healing_variants",
     "load_data",
     "run_scenario",
     "run_seed",
     "select_requests",
+    "start_artifact",
     "train_gold",
     "train_original",
     "unlearn_step",

@@ -180,18 +180,12 @@ def apply_tuned(scn: Scenario, tuned: Mapping[str, TunedParams]) -> Scenario:
     return scn.model_copy(update={"methods": methods})
 
 
-def needs_ensemble(method: MethodSpec) -> bool:
-    """Whether ``method`` unlearns from a SISA ensemble (its tuning starts there too)."""
-    return "needs_ensemble" in UNLEARNERS.get(method.name).tags
-
-
 __all__ = [
     "TunedParams",
     "TuningContext",
     "apply_tuned",
     "check_tuning_seed",
     "methods_to_tune",
-    "needs_ensemble",
     "study_storage",
     "tune_methods",
 ]

@@ -1,0 +1,86 @@
+"""What every ``obliviate`` verb module shares: the Typer apps, the console and option parsers.
+
+``obliviate.cli`` defines the core verbs and registers the verb groups of ``cli_attacks``,
+``cli_heal`` and ``cli_scenarios``; those import only this module, never ``obliviate.cli``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="obliviate",
+    help="Robust machine unlearning: unlearn, attack, heal, and audit against a gold retrain.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Datasets shipped offline in packages.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+
+def _fail(e: Exception) -> NoReturn:
+    typer.echo(f"error: {e}", err=True)  # one unwrapped line that names the bad input
+    raise typer.Exit(code=2)
+
+
+def _parse_classes(classes: str | None) -> list[str] | None:
+    return None if not classes else [c.strip() for c in classes.split(",") if c.strip()]
+
+
+def _size(v: str | None) -> int | float | None:
+    if v is None:
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            raise typer.BadParameter(f"expected a count or a fraction, got {v!r}") from None
+
+
+def _option_value(value: str) -> Any:
+    """A ``--set`` value: JSON when it parses (numbers, lists, objects, true/false), else the
+    string itself (e.g. a method name)."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def print_metrics(
+    title: str, metrics: dict[str, Any], class_names: list[str] | None = None
+) -> None:
+    """Print split accuracies, then per-class test accuracy, as rich tables."""
+    t = Table(title=title)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in metrics.items():
+        if isinstance(v, float | int):
+            t.add_row(k, f"{v:.2f}")
+    console.print(t)
+    pc = metrics.get("per_class/test")
+    if pc:
+        t2 = Table(title="test accuracy per class (%)")
+        for name in pc:
+            t2.add_column(str(name), justify="right")
+        t2.add_row(*[f"{v:.1f}" for v in pc.values()])
+        console.print(t2)
+
+
+__all__ = [
+    "_fail",
+    "_option_value",
+    "_parse_classes",
+    "_size",
+    "app",
+    "console",
+    "data_app",
+    "print_metrics",
+]
