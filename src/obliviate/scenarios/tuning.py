@@ -31,7 +31,7 @@ from obliviate.data import ImageDataset, Split
 from obliviate.errors import ConfigError
 from obliviate.scenarios.cache import ArtifactCache
 from obliviate.scenarios.schema import MethodSpec, Scenario, TuneSpec
-from obliviate.unlearn import UNLEARNERS, TensorSet, make_task
+from obliviate.unlearn import TensorSet, make_task
 from obliviate.unlearn.tune import TUNE_SCORERS, resolve_space, space_json, tune
 
 
