@@ -24,6 +24,9 @@ Readings of DESIGN.md where it leaves room (each documented where it is implemen
   model every method starts from) or with the previous step's gold model (``attack_model:
   gold``); never with a method's own version, so every method faces the same requests and the
   same gold model.
+* ``independent_requests: true`` makes the requests alternatives instead of a sequence: each is
+  drawn from the whole training split by the original model, has its own gold retrain, and every
+  method unlearns it from its starting model (v0), so one method meets several strategies.
 * Healing repairs each method's unlearned version; the chain of versions continues from the
   unlearned (not the healed) model, so healing variants never feed each other.
 * Cost: an unlearn row's speed-up is gold seconds / unlearn seconds; a heal row's is gold seconds /
@@ -478,14 +481,15 @@ def select_requests(
     training ids not requested before and validated against them. ``golds`` is filled by the
     caller as the sequence advances (``attack_model: gold`` reads ``golds[i - 1]``)."""
     scn = ctx.scenario
+    indep = scn.independent_requests  # alternatives: every request from the whole split
     removed = torch.empty(0, dtype=torch.int64)
     prev: list[str] = []
     for i, spec in enumerate(scn.requests):
         kind = _request_kind(spec)
         assert kind is not None
         needs_model = bool(REQUEST_SOURCES.meta(kind).get("needs_model"))
-        step_split = _remaining_split(ctx.split, removed)
-        attacker = original if (i == 0 or scn.attack_model == "original") else golds[i - 1]
+        step_split = ctx.split if indep else _remaining_split(ctx.split, removed)
+        attacker = original if (i == 0 or indep or scn.attack_model == "original") else golds[i - 1]
         fields: dict[str, Any] = {
             "spec": spec.model_dump(mode="json"),
             "index": i,
@@ -519,15 +523,22 @@ def select_requests(
         except RequestError as e:
             raise RequestError(
                 f"scenario {scn.name!r}, request {i} ({kind}): {e}"
-                + (" (ids requested by an earlier request count as gone)" if i else "")
+                + (
+                    " (ids requested by an earlier request count as gone)"
+                    if i and not indep
+                    else ""
+                )
             ) from None
-        removed = torch.cat([removed, req.tensor])
+        removed = req.tensor if indep else torch.cat([removed, req.tensor])
         cumulative = ForgetRequest(
-            torch.sort(removed).values, name=f"requests 0..{i}", meta={"steps": i + 1}
+            torch.sort(removed).values,
+            name=f"request {i}" if indep else f"requests 0..{i}",
+            meta={"steps": 1 if indep else i + 1},
         )
         info = {**info, "source": kind, "size": len(req), "name": req.name}
         yield StepRequest(i, key, req, cumulative, kind, info, step_split)
-        prev.append(key)
+        if not indep:
+            prev.append(key)
 
 
 # ---------------------------------------------------------------------------- unlearn, heal
@@ -745,6 +756,11 @@ def reference_rows(ctx: RunContext, original: Artifact, gold: Artifact, req: Ste
                    {**base, "model_version": f"gold{req.index + 1}"}))  # fmt: skip
 
 
+def _parent_version(ctx: RunContext, req: StepRequest) -> str:
+    """The version step ``req`` unlearned from: v_i in a sequence, v0 for independent requests."""
+    return "v0" if ctx.scenario.independent_requests else f"v{req.index}"
+
+
 def _speedup(gold_s: float, s: float) -> float | None:
     return gold_s / s if s > 0 else None
 
@@ -764,7 +780,7 @@ def method_rows(ctx: RunContext, method: MethodSpec, art: Artifact, gold: Artifa
             "unlearner": method.name,
             "params": method.config,
             "model_version": f"v{req.index + 1}",
-            "parent_version": f"v{req.index}",
+            "parent_version": _parent_version(ctx, req),
             "stats": art.stats,
         }
         _put(ctx, _row(ctx, "unlearn", req, method.key, "", h, _metrics(rep, "unlearned"),
@@ -781,7 +797,7 @@ def method_rows(ctx: RunContext, method: MethodSpec, art: Artifact, gold: Artifa
             "request_source": req.source,
             "method": method.key,
             "model_version": f"v{req.index + 1}",
-            "parent_version": f"v{req.index}",
+            "parent_version": _parent_version(ctx, req),
             "metrics_summary": {k: row["metrics"].get(k) for k in LEDGER_METRICS},
         }
     )
@@ -835,13 +851,14 @@ def run_seed(ctx: RunContext) -> None:
             chains[m.key] = train_ensemble(ctx, m)
         else:
             chains[m.key] = original
+    starts = dict(chains)  # independent requests are each unlearned from here
     golds: dict[int, Artifact] = {}
     for req in select_requests(ctx, original, golds):
         gold = train_gold(ctx, original, req)
         golds[req.index] = gold
         reference_rows(ctx, original, gold, req)
         for m in matched_forgetting(ctx, gold, req):
-            art = unlearn_step(ctx, m, chains[m.key], req)
+            art = unlearn_step(ctx, m, (starts if scn.independent_requests else chains)[m.key], req)
             chains[m.key] = art
             method_rows(ctx, m, art, gold, original, req)
             defense_rows(ctx, m, art, gold, original, req)

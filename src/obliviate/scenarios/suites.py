@@ -14,7 +14,7 @@ from pathlib import Path
 from obliviate.errors import ConfigError, UnknownNameError
 from obliviate.scenarios.schema import Scenario, load_scenario
 
-SUITE_SIZES = ("quick", "full")
+SUITE_SIZES = ("quick", "full", "paper")
 
 
 def _root() -> Path:
