@@ -19,6 +19,12 @@ def _seeds(v: str | None) -> list[int] | None:
         raise typer.BadParameter(f"--seeds expects comma-separated integers, got {v!r}") from None
 
 
+_SET_HELP = (
+    "Overlay KEY=VALUE on the scenario (dotted key, YAML value; repeatable), e.g. "
+    "--set defenses.healing.options.lr=3e-4 --set methods.fisher.config.lambda_sigma2=1e-10."
+)
+
+
 def _print_result(res, store) -> None:  # type: ignore[no-untyped-def]
     from obliviate.cli import console
 
@@ -73,20 +79,22 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="cpu, cuda, cuda:N or auto (overrides the file's).")
         ] = None,
         quiet: Annotated[bool, typer.Option(help="No progress bars or step log.")] = False,
+        set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
     ) -> None:
         """Run a scenario: train, attack, retrain gold, unlearn, heal, audit; store every row."""
         from obliviate.cli import _fail, console
-        from obliviate.scenarios import ResultsStore, run_scenario
+        from obliviate.scenarios import ResultsStore, load_scenario, run_scenario
+        from obliviate.scenarios.overrides import apply_sets
 
         try:
+            scn = apply_sets(load_scenario(scenario, size=size), set_ or [])
             store = ResultsStore(results)
             res = run_scenario(
-                scenario,
+                scn,
                 results=store,
                 cache=cache,
                 seeds=_seeds(seeds),
                 device=device,
-                size=size,
                 show_progress=not quiet,
                 console=None if quiet else console,
             )
@@ -111,13 +119,18 @@ def register(app: typer.Typer) -> None:
         ] = None,
         device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
         quiet: Annotated[bool, typer.Option(help="No progress bars or step log.")] = False,
+        set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
     ) -> None:
         """Run every scenario of a built-in suite (quick or full size) into one results store."""
         from obliviate.cli import _fail, console
         from obliviate.scenarios import ResultsStore, load_suite, run_scenario
+        from obliviate.scenarios.overrides import apply_sets, parse_sets
 
         try:
-            scenarios = load_suite(suite, "quick" if quick else "full")
+            sets = parse_sets(set_ or [])
+            scenarios = [
+                apply_sets(s, sets) for s in load_suite(suite, "quick" if quick else "full")
+            ]
             store = ResultsStore(results)
             for scn in scenarios:
                 console.rule(f"{suite}: {scn.name}")
