@@ -17,6 +17,7 @@ placement, not of quality (the benchmarks measure that).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import traceback
 from collections.abc import Callable
@@ -27,7 +28,6 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from obliviate._io import atomic_write_json
 from obliviate.data import ForgetRequest, load_dataset, make_split
 from obliviate.inference import batched_logits
 from obliviate.train import TrainConfig, train_model
@@ -123,8 +123,7 @@ def run_checks(device: str, methods: list[str], n_train: int, seed: int) -> list
     def mia() -> str:
         from obliviate.metrics import mia_efficacy
 
-        r = task._retain
-        assert r is not None
+        r = task.retain
         xt, yt = ds.tensors(split.test)
         v = mia_efficacy(original, (r.x, r.y), (xt, yt), (fx, task.forget.y), seed=seed, device=dev)
         return f"{v:.1f} %"
@@ -167,7 +166,7 @@ def main() -> None:
     console.print(t)
     console.print(f"total {time.perf_counter() - t0:.0f} s")
     if a.out:
-        atomic_write_json(a.out, {"device": str(resolve_device(a.device)), "checks": recs})
+        a.out.write_text(json.dumps({"device": str(resolve_device(a.device)), "checks": recs}))
     if a.passing:
         ok = [r["name"].removeprefix("unlearn/") for r in recs if r["ok"]]
         a.passing.write_text(",".join(n for n in ok if n in methods))

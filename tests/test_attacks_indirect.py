@@ -91,6 +91,22 @@ def test_selection_never_contains_a_victim_sample(by, case):
     )
 
 
+def test_pick_gives_the_attacks_controls(case):
+    """``pick``: the farthest class (all of it) or as many random non-victim samples."""
+    ds, split, tm = case
+    near = select_indirect(tm.model, ds, split, VICTIM)
+    far = select_indirect(tm.model, ds, split, VICTIM, pick="farthest")
+    assert far.forget_class == near.ranking[-1][0] != near.forget_class
+    labels = ds.labels_of(far.request.tensor)
+    assert bool((labels == far.forget_class).all())
+    assert len(far.request) == int((ds.labels_of(split.train) == far.forget_class).sum())
+    rnd = select_indirect(tm.model, ds, split, VICTIM, pick="random", seed=3)
+    assert rnd.forget_class is None and len(rnd.request) == len(near.request)
+    assert not bool((ds.labels_of(rnd.request.tensor) == VICTIM).any())
+    with pytest.raises(ConfigError, match="pick"):
+        select_indirect(tm.model, ds, split, VICTIM, pick="middle")
+
+
 def test_constraints_move_the_choice(case):
     ds, split, tm = case
     ranking = rank_neighbours(tm.model, ds, split, VICTIM)

@@ -336,7 +336,7 @@ def test_matched_forgetting_stops_each_method_at_gold_plus_margin(tmp_path):
 # --------------------------------------------------------------------------- suites, CLI
 
 
-@pytest.mark.parametrize("suite", ["demo", "healing", "rurk", "roka", "methods"])
+@pytest.mark.parametrize("suite", ["demo", "healing", "rurk", "roka", "methods", "attacks"])
 def test_suites_validate_in_both_sizes(suite):
     assert suite in list_suites()
     quick, full = load_suite(suite, "quick"), load_suite(suite, "full")
@@ -349,6 +349,13 @@ def test_suites_validate_in_both_sizes(suite):
             assert "spares" in h.pools and 0 < h.options["spare_pool_size"] < f.split.reserve
             # 100 random spares hold ~10 of the request's class: the rest must not be an error
             assert h.options["fallback"] == "remaining_only"
+    if suite in ("attacks", "healing", "rurk", "roka"):  # the papers' settings, for a GPU
+        paper = load_suite(suite, "paper")
+        assert [p.name for p in paper] == [f.name for f in full]
+        assert all(
+            (p.split.train or 10**6) > (f.split.train or 0)
+            for p, f in zip(paper, full, strict=True)
+        )
 
 
 def test_cli_run_writes_rows_and_prints_summary(tmp_path):
@@ -401,3 +408,74 @@ def test_the_readme_scenario_example_validates():
     assert len(scn.requests) == 2
     assert [m.name for m in scn.methods] == ["fisher", "rurk", "grad_ascent"]
     assert [m.key for m in scn.matched_methods()] == ["rurk", "grad_ascent"]
+
+
+# ------------------------------------------------------------ independent requests, --set
+
+
+def test_independent_requests_are_alternatives_unlearned_from_the_original(tmp_path):
+    from obliviate._io import hash_parts
+    from obliviate.scenarios.schema import canonical_json
+
+    scn = {**BASE, "name": "alt", "requests": [{"ids": TRAIN_IDS_A}, {"ids": TRAIN_IDS_A}]}
+    with pytest.raises(Exception, match="earlier request"):  # a sequence refuses a repeated id
+        run(tmp_path, scn)
+    run(tmp_path, {**scn, "independent_requests": True})
+    rows = ResultsStore(tmp_path / "res.db").rows("alt")
+    by = {(r["step_index"], r["step"]): r for r in rows}
+    for step in ("gold", "unlearn"):  # same request from the same start: the same model
+        assert by[(0, step)]["metrics"]["acc/test"] == by[(1, step)]["metrics"]["acc/test"]
+    assert by[(1, "unlearn")]["info"]["cumulative_size"] == len(TRAIN_IDS_A)
+    ledger = ResultsStore(tmp_path / "res.db").ledger("alt")
+    assert [e["parent_version"] for e in ledger] == ["v0", "v0"]
+    # the new key is left out of the hash at its default: other scenarios keep their hashes
+    plain = scenario_from_yaml(yaml.safe_dump({**BASE, "name": "alt"}))
+    dump = plain.model_dump(mode="json")
+    del dump["independent_requests"]
+    assert plain.config_hash() == hash_parts(canonical_json(dump))
+    got = problems(
+        "name: t\ndataset: {name: digits}\nrequests: {ids: [1]}\nindependent_requests: true\n"
+        "attack_model: gold\n"
+    )
+    assert got[0][1] == "attack_model" and "original model only" in got[0][2]
+
+
+def test_set_overlays_dotted_keys_and_refuses_bad_ones():
+    from obliviate.errors import ConfigError
+    from obliviate.scenarios.overrides import apply_sets, parse_value
+
+    scn = scenario_from_yaml(yaml.safe_dump(BASE))
+    got = apply_sets(
+        scn, ["training.lr=3e-4", "methods.finetune.config.max_steps=4", "seeds=[0, 1]"]
+    )
+    assert got.training["lr"] == 3e-4 and got.method("finetune").config["max_steps"] == 4
+    assert got.seeds == [0, 1] and got.config_hash() != scn.config_hash()
+    assert scn.training["lr"] == 0.05  # the input is not modified
+    assert parse_value("[twins, none]") == ["twins", "none"] and parse_value("x1e3") == "x1e3"
+    with pytest.raises(ConfigError, match="options go under defenses"):
+        apply_sets(apply_sets(scn, ["defenses.healing={}"]), ["defenses.healing.lr=3e-4"])
+    with pytest.raises(ConfigError, match="no item labelled or named 'nope'"):
+        apply_sets(scn, ["methods.nope.config.lr=1"])
+    with pytest.raises(ScenarioError, match="training.lr"):
+        apply_sets(scn, ["training.lr=fast"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_sets(scn, ["training.lr"])
+
+
+def test_cli_run_set_overlay(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from obliviate.cli_scenarios import register
+
+    app = typer.Typer()
+    register(app)
+    scn = write(tmp_path, "cli.yaml", {**BASE, "name": "cli"})
+    db = tmp_path / "cli.db"
+    args = ["run", str(scn), "--results", str(db), "--cache", str(tmp_path / "c"), "--quiet"]
+    out = CliRunner().invoke(app, [*args, "--set", "methods.0.config.max_steps=2"])
+    assert out.exit_code == 0, out.output
+    row = next(r for r in ResultsStore(db).rows("cli") if r["step"] == "unlearn")
+    assert row["info"]["params"]["max_steps"] == 2
+    out = CliRunner().invoke(app, [*args, "--set", "training.epocs=2"])
+    assert out.exit_code == 2 and "training.epocs" in out.output

@@ -11,7 +11,15 @@ from typer.core import TyperCommand
 from obliviate.cli_common import _fail, console
 from obliviate.errors import ConfigError, ObliviateError
 from obliviate.report.console import print_table
-from obliviate.scenarios import ResultsStore, RunResult, list_suites, load_suite, run_scenario
+from obliviate.scenarios import (
+    ResultsStore,
+    RunResult,
+    list_suites,
+    load_scenario,
+    load_suite,
+    run_scenario,
+)
+from obliviate.scenarios.overrides import apply_sets, parse_sets
 from obliviate.scenarios.printers import print_suite
 from obliviate.scenarios.report import report_from_store
 
@@ -23,6 +31,12 @@ def _seeds(v: str | None) -> list[int] | None:
         return [int(s) for s in v.split(",") if s.strip()]
     except ValueError:
         raise typer.BadParameter(f"--seeds expects comma-separated integers, got {v!r}") from None
+
+
+_SET_HELP = (
+    "Overlay KEY=VALUE on the scenario (dotted key, YAML value; repeatable), e.g. "
+    "--set defenses.healing.options.lr=3e-4 --set methods.fisher.config.lambda_sigma2=1e-10."
+)
 
 
 def _print_result(res: RunResult, store: ResultsStore) -> None:
@@ -88,17 +102,18 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="cpu, cuda, cuda:N or auto (overrides the file's).")
         ] = None,
         quiet: Annotated[bool, typer.Option(help="No progress bars or step log.")] = False,
+        set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
     ) -> None:
         """Run a scenario: train, attack, retrain gold, unlearn, heal, audit; store every row."""
         try:
+            scn = apply_sets(load_scenario(scenario, size=size), set_ or [])
             store = ResultsStore(results)
             res = run_scenario(
-                scenario,
+                scn,
                 results=store,
                 cache=cache,
                 seeds=_seeds(seeds),
                 device=device,
-                size=size,
                 show_progress=not quiet,
                 console=None if quiet else console,
             )
@@ -128,13 +143,18 @@ def register(app: typer.Typer) -> None:
         ] = None,
         device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
         quiet: Annotated[bool, typer.Option(help="No progress bars or step log.")] = False,
+        set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
     ) -> None:
         """Run every scenario of a built-in suite at one size into one results store, then print
         the suite's table (when it has a printer)."""
         try:
             if quick and size not in (None, "quick"):
                 raise ConfigError(f"--quick means --size quick, but --size {size} was given")
-            scenarios = load_suite(suite, "quick" if quick else (size or "full"))
+            sets = parse_sets(set_ or [])
+            scenarios = [
+                apply_sets(s, sets)
+                for s in load_suite(suite, "quick" if quick else (size or "full"))
+            ]
             store = ResultsStore(results)
             for scn in scenarios:
                 console.rule(f"{suite}: {scn.name}")

@@ -170,6 +170,7 @@ def select_indirect(
     controlled_ids: Sequence[int] | Tensor | None = None,
     max_per_class: int = 1000,
     device: str | torch.device = "cpu",
+    pick: Literal["nearest", "farthest", "random"] = "nearest",
 ) -> IndirectSelection:
     """Select a legitimate request that should damage ``victim_class`` once unlearned.
 
@@ -178,6 +179,10 @@ def select_indirect(
     non-victim samples most similar to the victim (cosine of each sample's feature or
     contribution vector to the victim's centroid; for ``confusion``, the sample's probability of
     the victim class). ``classes``/``controlled_ids`` restrict what the attacker may request.
+    ``pick`` selects the attack (``nearest``) or one of its controls, as
+    :func:`indirect_attack_report` builds them: ``farthest`` (the least similar class with
+    allowed samples: all of them in class mode without a budget, else as many as the attack's
+    request, seeded) or ``random`` (as many allowed non-victim samples as the attack's request).
     Guarantees: no victim-class sample, only training ids, deterministic under ``seed``.
     """
     _check_by(by)
@@ -221,6 +226,8 @@ def select_indirect(
         if k > len(cand):
             raise RequestError(f"budget {k} exceeds the {len(cand)} allowed non-victim samples")
         ids = top_k(cand, _sample_similarity(by, model, dataset, split, t, cand, seed, dev), k)
+    if pick != "nearest":
+        ids, forget_class = _control(pick, ids, cand, labels, ranking, mode, k, seed)
     ids = torch.sort(ids).values
     if bool((dataset.labels_of(ids) == t).any()):  # the guarantee, checked
         raise ObliviateError("indirect selection picked a victim-class sample (internal error)")
@@ -228,16 +235,43 @@ def select_indirect(
     if forget_class is not None:
         meta["forget_class"] = forget_class
     name = f"indirect-{by}-{mode}-victim{t}"
+    if pick != "nearest":
+        meta["pick"] = pick
+        name += f"-{pick}"
     req = ForgetRequest(ids, name=name, meta=meta).validate(split)
     details = {
         "victim_class": t,
         "victim_name": dataset.class_names[t],
         "by": by,
         "mode": mode,
+        "pick": pick,
         "n": len(ids),
         "per_class": torch.bincount(dataset.labels_of(ids), minlength=dataset.num_classes).tolist(),
     }
     return IndirectSelection(req, forget_class, ranking, details)
+
+
+def _control(
+    pick: str,
+    ids: Tensor,
+    cand: Tensor,
+    labels: Tensor,
+    ranking: list[tuple[int, float]],
+    mode: str,
+    k: int | None,
+    seed: int,
+) -> tuple[Tensor, int | None]:
+    """(ids, forgotten class) of a control request for the attack's request ``ids``."""
+    rng = np.random.default_rng([int(seed), 23])
+    if pick == "random":
+        return cand[torch.from_numpy(rng.choice(len(cand), len(ids), replace=False))], None
+    if pick != "farthest":
+        raise ConfigError(f"pick must be 'nearest', 'farthest' or 'random', got {pick!r}")
+    far = next(c for c, _ in reversed(ranking) if bool((labels == c).any()))
+    pool = cand[labels == far]
+    if mode == "class" and k is None:
+        return pool, far
+    return pool[torch.from_numpy(rng.choice(len(pool), min(len(ids), len(pool)), False))], far
 
 
 def _sample_similarity(

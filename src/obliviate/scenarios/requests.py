@@ -140,14 +140,15 @@ def select_requests(
     training ids not requested before and validated against them. ``golds`` is filled by the
     caller as the sequence advances (``attack_model: gold`` reads ``golds[i - 1]``)."""
     scn = ctx.scenario
+    indep = scn.independent_requests  # alternatives: every request from the whole split
     removed = torch.empty(0, dtype=torch.int64)
     prev: list[str] = []
     for i, spec in enumerate(scn.requests):
         kind = _request_kind(spec)
         assert kind is not None
         needs_model = bool(REQUEST_SOURCES.meta(kind).get("needs_model"))
-        step_split = _remaining_split(ctx.split, removed)
-        attacker = original if (i == 0 or scn.attack_model == "original") else golds[i - 1]
+        step_split = ctx.split if indep else _remaining_split(ctx.split, removed)
+        attacker = original if (i == 0 or indep or scn.attack_model == "original") else golds[i - 1]
         fields: dict[str, Any] = {
             "spec": spec.model_dump(mode="json"),
             "index": i,
@@ -181,15 +182,22 @@ def select_requests(
         except RequestError as e:
             raise RequestError(
                 f"scenario {scn.name!r}, request {i} ({kind}): {e}"
-                + (" (ids requested by an earlier request count as gone)" if i else "")
+                + (
+                    " (ids requested by an earlier request count as gone)"
+                    if i and not indep
+                    else ""
+                )
             ) from None
-        removed = torch.cat([removed, req.tensor])
+        removed = req.tensor if indep else torch.cat([removed, req.tensor])
         cumulative = ForgetRequest(
-            torch.sort(removed).values, name=f"requests 0..{i}", meta={"steps": i + 1}
+            torch.sort(removed).values,
+            name=f"request {i}" if indep else f"requests 0..{i}",
+            meta={"steps": 1 if indep else i + 1},
         )
         info = {**info, "source": kind, "size": len(req), "name": req.name}
         yield StepRequest(i, key, req, cumulative, kind, info, step_split)
-        prev.append(key)
+        if not indep:
+            prev.append(key)
 
 
 __all__ = ["REQUEST_SOURCES", "RequestSource", "select_requests"]

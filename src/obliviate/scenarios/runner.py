@@ -24,6 +24,9 @@ Readings of DESIGN.md where it leaves room (each documented where it is implemen
   model every method starts from) or with the previous step's gold model (``attack_model:
   gold``); never with a method's own version, so every method faces the same requests and the
   same gold model.
+* ``independent_requests: true`` makes the requests alternatives instead of a sequence: each is
+  drawn from the whole training split by the original model, has its own gold retrain, and every
+  method unlearns it from its starting model (v0), so one method meets several strategies.
 * Healing repairs each method's unlearned version; the chain of versions continues from the
   unlearned (not the healed) model, so healing variants never feed each other.
 * Cost: an unlearn row's speed-up is gold seconds / unlearn seconds; a heal row's is gold seconds /
@@ -337,6 +340,11 @@ def reference_rows(ctx: RunContext, original: Artifact, gold: Artifact, req: Ste
                    {**base, "model_version": f"gold{req.index + 1}"}))  # fmt: skip
 
 
+def _parent_version(ctx: RunContext, req: StepRequest) -> str:
+    """The version step ``req`` unlearned from: v_i in a sequence, v0 for independent requests."""
+    return "v0" if ctx.scenario.independent_requests else f"v{req.index}"
+
+
 def _speedup(gold_s: float, s: float) -> float | None:
     return gold_s / s if s > 0 else None
 
@@ -359,7 +367,7 @@ def method_rows(ctx: RunContext, method: MethodSpec, art: Artifact, gold: Artifa
             "unlearner": method.name,
             "params": method.config,
             "model_version": f"v{req.index + 1}",
-            "parent_version": f"v{req.index}",
+            "parent_version": _parent_version(ctx, req),
             "stats": art.stats,
             **({"tuned": tuned.info()} if tuned else {}),
         }
@@ -377,7 +385,7 @@ def method_rows(ctx: RunContext, method: MethodSpec, art: Artifact, gold: Artifa
             "request_source": req.source,
             "method": method.key,
             "model_version": f"v{req.index + 1}",
-            "parent_version": f"v{req.index}",
+            "parent_version": _parent_version(ctx, req),
             "metrics_summary": {k: row["metrics"].get(k) for k in LEDGER_METRICS},
         }
     )
@@ -426,13 +434,14 @@ def run_seed(ctx: RunContext) -> None:
     chains: dict[str, Artifact] = {}
     for m in scn.methods:
         chains[m.key] = start_artifact(ctx, m, original)
+    starts = dict(chains)  # independent requests are each unlearned from here
     golds: dict[int, Artifact] = {}
     for req in select_requests(ctx, original, golds):
         gold = train_gold(ctx, original, req)
         golds[req.index] = gold
         reference_rows(ctx, original, gold, req)
         for m in matched_forgetting(ctx, gold, req):
-            art = unlearn_step(ctx, m, chains[m.key], req)
+            art = unlearn_step(ctx, m, (starts if scn.independent_requests else chains)[m.key], req)
             chains[m.key] = art
             method_rows(ctx, m, art, gold, original, req)
             defense_rows(ctx, m, art, gold, original, req)

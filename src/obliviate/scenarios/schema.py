@@ -295,6 +295,12 @@ class Scenario(_Strict):
         description="Model the adversary scores request candidates with: the original model "
         "(every step) or the previous step's gold model.",
     )
+    independent_requests: bool = Field(
+        False,
+        description="Treat ``requests`` as alternatives, not a sequence: each is drawn from the "
+        "whole training split, has its own gold retrain and is unlearned from the original (or "
+        "the SISA ensemble), so one method is compared across request strategies.",
+    )
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _origin: str = PrivateAttr(default="<scenario>")
 
@@ -348,7 +354,10 @@ class Scenario(_Strict):
 
     def config_hash(self) -> str:
         """SHA-256 of the validated scenario (canonical JSON): keys its rows in the store."""
-        return hash_parts(canonical_json(self.model_dump(mode="json")))
+        data = self.model_dump(mode="json")
+        if not self.independent_requests:  # left out at its default: other hashes stay as they are
+            del data["independent_requests"]
+        return hash_parts(canonical_json(data))
 
     @classmethod
     def from_dict(
@@ -625,6 +634,10 @@ def semantic_problems(scn: Scenario) -> list[tuple[Loc, str]]:
         p += _config_problems(TrainConfig, scn.training, ("training",))
     if len(set(scn.seeds)) != len(scn.seeds):
         p.append((("seeds",), f"duplicate seeds in {scn.seeds}"))
+    if scn.independent_requests and scn.attack_model == "gold":
+        p.append(
+            (("attack_model",), "independent requests are scored with the original model only")
+        )
     strategies = _strategies()
     for i, r in enumerate(scn.requests):
         if (
