@@ -7,7 +7,9 @@ A printer is ``fn(store, scenarios) -> list of rich renderables``, registered by
     def my_table(store: ResultsStore, scenarios: Sequence[Scenario]) -> list[RenderableType]: ...
 
 It reads only the rows of ``scenarios`` at their report ``seeds`` (aggregated with
-:func:`obliviate.scenarios.store.summarize`, the store's own mean ± std).
+:func:`obliviate.scenarios.store.summarize`, the store's own mean ± std). The suites whose tables
+need paired intervals print through a module of :mod:`obliviate.scenarios.tables`
+(``print_table(rows, console)``), registered here by :func:`register_rows_printer`.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 
 from obliviate.registry import Registry
+from obliviate.report.console import print_table
 from obliviate.scenarios.schema import Scenario
 from obliviate.scenarios.store import ResultsStore, summarize
+from obliviate.scenarios.tables import attacks, healing, roka, rurk
 
 Printer = Callable[[ResultsStore, Sequence[Scenario]], list[RenderableType]]
 PRINTERS: Registry[Printer] = Registry("suite printer")
@@ -32,8 +36,31 @@ def print_suite(suite: str, store: ResultsStore, scenarios: Sequence[Scenario],
     if suite not in PRINTERS:
         return False
     for renderable in PRINTERS.get(suite)(store, scenarios):
-        console.print(renderable)
+        if isinstance(renderable, Table):
+            print_table(console, renderable)
+        else:
+            console.print(renderable)
     return True
+
+
+class _RowsTable:
+    """A renderable that prints a :mod:`obliviate.scenarios.tables` module's table of ``rows``."""
+
+    def __init__(self, fn: Callable[[list[dict[str, Any]], Console], None], rows: list) -> None:
+        self.fn, self.rows = fn, rows
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        self.fn(self.rows, console)
+        return iter(())
+
+
+def register_rows_printer(suite: str, fn: Callable[[list[dict[str, Any]], Console], None]) -> None:
+    """Register ``fn(rows, console)`` as suite ``suite``'s printer (rows of the report seeds)."""
+
+    def printer(store: ResultsStore, scenarios: Sequence[Scenario]) -> list[RenderableType]:
+        return [_RowsTable(fn, [r for scn in scenarios for r in report_rows(store, scn)])]
+
+    PRINTERS.register(suite)(printer)
 
 
 def report_rows(store: ResultsStore, scn: Scenario) -> list[dict[str, Any]]:
@@ -96,4 +123,16 @@ def methods_table(store: ResultsStore, scenarios: Sequence[Scenario]) -> list[Re
     return out
 
 
-__all__ = ["PRINTERS", "Printer", "mean_std", "methods_table", "print_suite", "report_rows"]
+for _suite, _module in (("attacks", attacks), ("healing", healing), ("roka", roka),
+                        ("rurk", rurk)):  # fmt: skip
+    register_rows_printer(_suite, _module.print_table)
+
+__all__ = [
+    "PRINTERS",
+    "Printer",
+    "mean_std",
+    "methods_table",
+    "print_suite",
+    "register_rows_printer",
+    "report_rows",
+]
