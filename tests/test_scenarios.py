@@ -137,6 +137,40 @@ def test_semantic_errors_name_option_and_line():
     assert by_key["audit.taus[0]"][0] == 14
 
 
+def test_audit_section_is_audit_config_without_seed_and_device():
+    got = problems(
+        """\
+        name: t
+        dataset: {name: digits}
+        requests: {ids: [1, 2]}
+        audit:
+          seed: 3
+          device: cuda
+        """
+    )
+    by_key = {key: (ln, msg) for ln, key, msg in got}
+    assert by_key["audit.seed"][0] == 5 and "`seeds`" in by_key["audit.seed"][1]
+    assert by_key["audit.device"][0] == 6 and "`device`" in by_key["audit.device"][1]
+    text = "name: t\ndataset: {name: digits}\nrequests: {ids: [1]}\naudit: {n_max_mia: 0}\n"
+    with pytest.raises(ScenarioError, match=r"audit\.n_max_mia: n_max_mia must be an integer"):
+        scenario_from_yaml(text)
+    # options that AuditConfig adds reach the run; at their defaults they leave the dump (and so
+    # every config hash) as it was
+    head = "name: t\ndataset: {name: digits}\nrequests: {ids: [1]}\n"
+    plain = scenario_from_yaml(head)
+    same = scenario_from_yaml(head + "audit: {lira_k: 4, mia_feature: prob}\n")
+    assert same.config_hash() == plain.config_hash()
+    assert set(plain.audit.model_dump()) == {
+        "taus", "perturbation", "c", "metrics", "residual_max_samples", "contamination_k",
+        "n_max_mia", "attack_kw",
+    }  # fmt: skip
+    other = scenario_from_yaml(head + "audit: {mia_feature: loss}\n")
+    assert other.audit.model_dump()["mia_feature"] == "loss"
+    assert other.config_hash() != plain.config_hash()
+    cfg = other.audit.to_config(seed=7, device="cpu")
+    assert (cfg.seed, cfg.mia_feature, cfg.taus) == (7, "loss", [0.03])
+
+
 def test_message_carries_file_and_line(tmp_path):
     p = write(tmp_path, "s.yaml", "name: t\ndataset: {name: digits}\nrequests: {ids: [1]}\nx: 1\n")
     with pytest.raises(ScenarioError, match=r"s\.yaml:4: x: unknown key"):

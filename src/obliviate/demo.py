@@ -21,6 +21,10 @@ from pathlib import Path
 from rich.console import Console
 
 from obliviate.errors import ObliviateError
+from obliviate.report.console import print_table
+from obliviate.report.screenshot import screenshot
+from obliviate.scenarios import ResultsStore, load_suite, run_scenario
+from obliviate.scenarios.report import report_from_store
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,10 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="No progress bars or step log.")
     a = p.parse_args(argv)
     console = Console()
-    from obliviate.report.console import print_table
-    from obliviate.scenarios import ResultsStore, load_suite, run_scenario
-    from obliviate.scenarios.report import report_from_store
-
     t0 = time.perf_counter()
     try:
         store = ResultsStore(a.out / "results.db")
@@ -59,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     shot = None
     if not a.no_screenshot and (shutil.which("chromium") or shutil.which("chromium-browser")):
-        from obliviate.report.screenshot import screenshot
-
         shot = screenshot(paths.html, a.out / "report" / "screenshot.png", height=9000)
     for res in results:
         console.print(

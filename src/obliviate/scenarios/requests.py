@@ -22,7 +22,7 @@ from obliviate.errors import ConfigError, RequestError
 from obliviate.registry import Registry
 from obliviate.scenarios.context import Artifact, RunContext, StepRequest, derive_seed
 from obliviate.scenarios.context import plain as _plain
-from obliviate.scenarios.schema import (
+from obliviate.scenarios.specs import (
     FileRequest,
     IdsRequest,
     IndirectRequest,

@@ -250,7 +250,6 @@ def _audit_hash(ctx: RunContext, *keys: str) -> str:
 
 def _audit(ctx: RunContext, model: nn.Module, gold: Artifact, original: Artifact,
            req: StepRequest, timings: dict[str, float]) -> Any:  # fmt: skip
-    a = ctx.scenario.audit
     return steps.audit_step(
         model,
         gold.model,
@@ -261,14 +260,7 @@ def _audit(ctx: RunContext, model: nn.Module, gold: Artifact, original: Artifact
         seed=ctx.seed,
         device=ctx.device,
         timings=timings,
-        taus=a.taus,
-        perturbation=a.perturbation,
-        c=a.c,
-        metrics=a.metrics,
-        n_max_mia=a.n_max_mia,
-        residual_max_samples=a.residual_max_samples,
-        contamination_k=a.contamination_k,
-        attack_kw=a.attack_kw or None,
+        **ctx.scenario.audit.options(),
     )
 
 
