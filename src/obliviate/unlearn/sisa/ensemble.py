@@ -1,227 +1,42 @@
-"""SISA training (Bourtoule et al., "Machine Unlearning", IEEE S&P 2021) and its ensemble artifact.
-
-SISA is the exception that proves the unlearner contract (DESIGN.md): it does not unlearn from a
-single model but from the artifact SISA *training* produced — :class:`SisaEnsemble`:
-
-* **Sharded**: the training ids are split uniformly at random (seeded) into ``S`` disjoint shards;
-  each shard into ``R`` disjoint slices (:func:`sisa_partition`; pass ``partition=`` to
-  :func:`train_sisa` for a custom, e.g. request-aware, one).
-* **Isolated**: one constituent model per shard, same architecture, own initialisation.
-* **Sliced**: stage ``r`` of shard ``s`` trains on the *union* of slices ``0..r`` (cumulative, as
-  the official ``fetchShardBatch(..., until=(r+1)*slice_size)``) for the official epoch schedule
-  :func:`slice_epochs`, and the weights are checkpointed after every stage. ``checkpoints[s][r]``
-  is the state *before* slice ``r`` (``[s][0]`` the initialisation, ``[s][R]`` the final weights).
-* **Aggregated**: ``"vote"`` (majority vote of the shards' argmax, the paper's default) or
-  ``"mean_softmax"`` (average of the shards' softmax) — see :func:`aggregate`.
-
-Unlearning (:meth:`SisaEnsemble.unlearn_ids`, wrapped by the ``sisa`` unlearner) removes the ids
-from their slices and, for each affected shard only, reloads the checkpoint saved *before* the
-first affected slice and retrains the slices from there on the remaining ids. Because every stage
-is one :func:`obliviate.train.fit` call with a fresh optimiser and a seed derived from
-``(seed, shard, slice)``, the result is bit-for-bit the ensemble that SISA training from scratch on
-the remaining ids (same partition minus the ids, same seed) would give on the same machine: SISA is
-exact.
-
-Deviations from the official code (``cleverhans-lab/machine-unlearning``), and why:
-
-* Each slice stage is a separate ``fit`` with a fresh optimiser and its own LR schedule over that
-  stage's epochs (official: one optimiser object carried across the slices of a training run but
-  a fresh one after a restart). Ours makes a restart identical to training from scratch, which is
-  what makes the exactness above hold bit-for-bit; the stored checkpoints are model weights only.
-* The schedule is computed in exact integer arithmetic,
-  ``⌊(r+1)·2e/(R+1)⌋ − ⌊r·2e/(R+1)⌋`` (the official ``avg_epochs_per_slice = 2R/(R+1)·e/R``
-  evaluated in floats can round differently on exact boundaries). Note that the number of epochs
-  *summed over the slices* is ``⌊2eR/(R+1)⌋``, not ``e``: what equals ``e`` (up to rounding) is the
-  *cost* — samples × epochs / shard size — because early slices see only part of the shard.
-* Slices are ``torch.tensor_split`` parts (sizes differ by at most one, the larger first); the
-  official code gives the remainder to the last slice.
-* Optimiser, LR schedule, batch size, augmentation, … are the given :class:`TrainConfig`
-  (official example: plain SGD lr 1e-3, batch 16). ``max_steps`` caps each stage separately.
-  ``early_stop_patience`` is refused: stages have no validation data in SISA.
-
-The ensemble keeps its training tensors (``ensemble.data``: images, labels, ids) as a plain
-attribute — not in the ``state_dict`` and not deep-copied (copies share them; they are never
-modified in place) — because retraining a shard needs the images of its remaining ids. After
-unlearning, the new ensemble's data no longer contain the forgotten samples. Saving writes them
-only with ``include_data=True``; a loaded artifact without data gets them from ``dataset=`` in
-:func:`load_sisa`, or from the unlearning task's retain set.
-"""
+"""The SISA ensemble artifact (:class:`SisaEnsemble`: shards, per-slice checkpoints,
+aggregation, exact unlearning by retraining affected shards) and its on-disk folder format
+(:func:`save_sisa` / :func:`load_sisa`)."""
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import safetensors.torch
 import torch
-import torch.nn.functional as F
 from safetensors import SafetensorError
 from torch import Tensor, nn
 
 import obliviate
-from obliviate._io import atomic_dir, hash_parts, read_json, sha256_file
+from obliviate._io import atomic_dir, read_json, sha256_file
 from obliviate.errors import CheckpointError, ConfigError, ObliviateError, RequestError
-from obliviate.models import create_model, penultimate_features, reinitialize_
-from obliviate.train import TrainConfig, fit, model_kwargs_for, training_ids
-from obliviate.utils import resolve_device
-
-Aggregation = Literal["vote", "mean_softmax"]
-AGGREGATIONS: tuple[str, ...] = ("vote", "mean_softmax")
-#: Added to every vote count before taking the log, so that CE stays finite (see aggregate()).
-VOTE_EPS = 1e-6
-
-FORMAT = "obliviate.sisa/1"
-META, WEIGHTS, DATA = "sisa.json", "checkpoints.safetensors", "data.safetensors"
-
-ModelSource = str | dict[str, Any] | Callable[[], nn.Module] | nn.Module
-
-
-# ----------------------------------------------------------------------------- pure helpers
-
-
-def slice_epochs(epochs: int, slices: int) -> list[int]:
-    """Epochs of each slice stage (official schedule): with ``avg = 2R/(R+1) · e/R = 2e/(R+1)``,
-    slice ``r`` gets ``⌊(r+1)·avg⌋ − ⌊r·avg⌋``. The cost (samples × epochs) of training a shard
-    this way is about ``e`` passes over the whole shard."""
-    if slices < 1 or epochs < 0:
-        raise ConfigError(f"slices must be >= 1 and epochs >= 0, got {slices}, {epochs}")
-    return [
-        ((r + 1) * 2 * epochs) // (slices + 1) - (r * 2 * epochs) // (slices + 1)
-        for r in range(slices)
-    ]
-
-
-def sisa_cost(slice_sizes: Sequence[int], epochs_per_slice: Sequence[int], start: int = 0) -> int:
-    """Samples × epochs processed when training stages ``start..R-1`` of one shard."""
-    cum = 0
-    total = 0
-    for r, (n, e) in enumerate(zip(slice_sizes, epochs_per_slice, strict=True)):
-        cum += n
-        if r >= start:
-            total += cum * e
-    return total
-
-
-def sisa_partition(ids: Tensor, shards: int, slices: int, seed: int) -> list[list[Tensor]]:
-    """Uniform seeded partition of ``ids`` into ``shards`` × ``slices`` disjoint parts."""
-    ids = torch.as_tensor(ids, dtype=torch.int64).reshape(-1)
-    if shards < 1 or slices < 1:
-        raise ConfigError(f"shards and slices must be >= 1, got {shards}, {slices}")
-    if len(ids) < shards * slices:
-        raise ConfigError(
-            f"cannot split {len(ids)} samples into {shards} shards × {slices} slices "
-            "(every slice needs at least one sample)"
-        )
-    g = torch.Generator().manual_seed(int(seed))
-    perm = ids[torch.randperm(len(ids), generator=g)]
-    return [
-        [part.clone() for part in torch.tensor_split(shard, slices)]
-        for shard in torch.tensor_split(perm, shards)
-    ]
-
-
-def aggregate(logits: Tensor, how: str, eps: float = VOTE_EPS) -> Tensor:
-    """Combine per-shard logits ``(S, N, C)`` into ensemble scores ``(N, C)``.
-
-    * ``"mean_softmax"``: ``log(mean_s softmax(logits_s))`` — log-probabilities, so
-      ``cross_entropy`` on them is the NLL of the averaged probabilities; differentiable.
-    * ``"vote"``: ``log((votes + eps) / (S + C·eps))`` where ``votes[c]`` counts the shards whose
-      argmax is ``c``: the log of the (smoothed) vote fractions. ``argmax`` is the majority vote
-      (ties go to the lowest class index, as ``np.argmax`` in the official aggregation), and
-      ``cross_entropy`` is finite (``-log(eps/S)`` ≈ 14.5 when no shard votes for the label). The
-      argmax has no gradient: use ``mean_softmax`` for gradient-based attacks.
-    """
-    if logits.dim() != 3:
-        raise ConfigError(f"aggregate expects (shards, batch, classes) logits, got {logits.shape}")
-    s, _, c = logits.shape
-    if how == "mean_softmax":
-        return torch.logsumexp(F.log_softmax(logits.float(), dim=-1), dim=0) - math.log(s)
-    if how == "vote":
-        votes = F.one_hot(logits.argmax(-1), c).sum(0).float()
-        return torch.log((votes + eps) / (s + c * eps))
-    raise ConfigError(f"unknown aggregation {how!r}; choose one of {list(AGGREGATIONS)}")
-
-
-def _derive_seed(*parts: object) -> int:
-    """A 60-bit seed from ``parts`` (independent streams per shard / slice)."""
-    return int(hash_parts("obliviate.sisa", *(str(p) for p in parts))[:15], 16)
-
-
-def _fmt_ids(ids: Sequence[int], limit: int = 20) -> str:
-    ids = list(ids)
-    more = f" … (+{len(ids) - limit} more)" if len(ids) > limit else ""
-    return str(ids[:limit]) + more
-
-
-def _cpu_state(model: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-
-
-# ----------------------------------------------------------------------------- training data
-
-
-@dataclass(frozen=True, eq=False)
-class SisaData:
-    """The training tensors of an ensemble, looked up by sample id (read-only by convention)."""
-
-    x: Tensor
-    y: Tensor
-    ids: Tensor
-    _sorted: Tensor = field(init=False, repr=False)
-    _order: Tensor = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        ids = torch.as_tensor(self.ids, dtype=torch.int64).reshape(-1)
-        if not (len(self.x) == len(self.y) == len(ids)):
-            raise ConfigError(
-                f"SISA data parts differ in length: x {len(self.x)}, y {len(self.y)}, "
-                f"ids {len(ids)}"
-            )
-        srt, order = torch.sort(ids)
-        if len(srt) > 1 and bool((srt[1:] == srt[:-1]).any()):
-            dup = srt[1:][srt[1:] == srt[:-1]].unique().tolist()
-            raise ConfigError(f"SISA training ids must be distinct; duplicates: {_fmt_ids(dup)}")
-        object.__setattr__(self, "ids", ids)
-        object.__setattr__(self, "_sorted", srt)
-        object.__setattr__(self, "_order", order)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def positions(self, ids: Tensor) -> Tensor:
-        """Row positions of ``ids``; unknown ids raise :class:`RequestError` naming them."""
-        ids = torch.as_tensor(ids, dtype=torch.int64).reshape(-1)
-        if len(self._sorted) == 0:
-            pos = torch.zeros_like(ids)
-            found = torch.zeros(len(ids), dtype=torch.bool)
-        else:
-            pos = torch.searchsorted(self._sorted, ids).clamp_max(len(self._sorted) - 1)
-            found = self._sorted[pos] == ids
-        if not bool(found.all()):
-            raise RequestError(
-                f"{int((~found).sum())} id(s) have no stored training data: "
-                f"{_fmt_ids(ids[~found].tolist())}"
-            )
-        return self._order[pos]
-
-    def take(self, ids: Tensor) -> tuple[Tensor, Tensor]:
-        p = self.positions(ids)
-        return self.x[p], self.y[p]
-
-    def without(self, ids: Tensor) -> SisaData:
-        keep = ~torch.isin(self.ids, torch.as_tensor(ids, dtype=torch.int64))
-        return SisaData(self.x[keep], self.y[keep], self.ids[keep])
-
-
-# ----------------------------------------------------------------------------- the ensemble
+from obliviate.models import create_model, penultimate_features
+from obliviate.train import TrainConfig, fit
+from obliviate.unlearn.sisa.core import (
+    AGGREGATIONS,
+    DATA,
+    FORMAT,
+    META,
+    WEIGHTS,
+    SisaData,
+    _cpu_state,
+    _fmt_ids,
+    _seed,
+    aggregate,
+    sisa_cost,
+    slice_epochs,
+)
 
 
 class SisaEnsemble(nn.Module):
@@ -506,160 +321,6 @@ class SisaEnsemble(nn.Module):
     def save(self, path: str | os.PathLike[str], *, include_data: bool = False) -> Path:
         """Write the artifact folder atomically (see :func:`save_sisa`)."""
         return save_sisa(self, path, include_data=include_data)
-
-
-def _seed(seed: int, s: int, r: int | str) -> int:
-    return _derive_seed(seed, s, r)
-
-
-# ----------------------------------------------------------------------------- building
-
-
-def _spec_of(source: ModelSource) -> dict[str, Any] | None:
-    if isinstance(source, dict):
-        return {"name": source["name"], "kwargs": dict(source.get("kwargs", {}))}
-    if isinstance(source, nn.Module):
-        return copy.deepcopy(getattr(source, "obliviate_spec", None))
-    return None
-
-
-def _build_shard(source: ModelSource, seed: int, model_kwargs: dict[str, Any] | None) -> nn.Module:
-    """A freshly initialised shard model under ``seed``.
-
-    A registered name / spec dict goes through ``create_model``; a callable is called; an
-    ``nn.Module`` is a template: rebuilt from its ``obliviate_spec`` if it has one, otherwise
-    deep-copied and re-initialised by :func:`obliviate.models.reinitialize_`.
-    """
-    torch.manual_seed(seed)
-    if isinstance(source, str):
-        return create_model(source, **(model_kwargs or {}))
-    spec = _spec_of(source)
-    if spec is not None:
-        return create_model(spec["name"], **spec["kwargs"])
-    if isinstance(source, nn.Module):
-        return reinitialize_(copy.deepcopy(source), seed)
-    if callable(source):
-        m = source()
-        if not isinstance(m, nn.Module):
-            raise ConfigError(f"model factory returned {type(m).__name__}, not an nn.Module")
-        return m
-    raise ConfigError(
-        "model must be a registered model name, a spec {'name', 'kwargs'}, a factory or a module; "
-        f"got {type(source).__name__}"
-    )
-
-
-def train_sisa(
-    x: Tensor,
-    y: Tensor,
-    ids: Tensor,
-    model: ModelSource,
-    cfg: TrainConfig | None = None,
-    *,
-    shards: int = 5,
-    slices: int = 5,
-    aggregation: str = "vote",
-    seed: int | None = None,
-    partition: Sequence[Sequence[Tensor | Sequence[int]]] | None = None,
-    model_kwargs: dict[str, Any] | None = None,
-    device: str | torch.device | None = "cpu",
-    keep_data: bool = True,
-    show_progress: bool = False,
-    meta: dict[str, Any] | None = None,
-) -> SisaEnsemble:
-    """SISA-train an ensemble on images ``x`` (float, [0, 1]), labels ``y`` and sample ``ids``.
-
-    ``model``: a registered model name (+ ``model_kwargs``), a spec ``{"name", "kwargs"}``, a
-    zero-argument factory, or a template module. Shard ``s`` is initialised under a seed derived
-    from ``(seed, s)`` and stage ``r`` trained with ``cfg`` but a seed derived from
-    ``(seed, s, r)`` and ``slice_epochs(cfg.epochs, slices)[r]`` epochs. ``seed`` defaults to
-    ``cfg.seed``. ``partition`` (``shards`` lists of ``slices`` id lists) replaces the uniform
-    seeded partition. ``keep_data`` stores (x, y, ids) in the ensemble for later unlearning.
-    """
-    cfg = cfg or TrainConfig()
-    if cfg.early_stop_patience > 0:
-        raise ConfigError(
-            "SISA trains its slice stages without validation data: early_stop_patience must be 0"
-        )
-    seed = cfg.seed if seed is None else int(seed)
-    data = SisaData(x, y, ids)
-    if partition is None:
-        parts = sisa_partition(data.ids, shards, slices, seed)
-    else:
-        parts = [
-            [torch.as_tensor(t, dtype=torch.int64).reshape(-1) for t in sl] for sl in partition
-        ]
-        if not parts:
-            raise ConfigError("partition must list at least one shard")
-        used = torch.cat([t for sl in parts for t in sl])
-        data = SisaData(*data.take(used), used)  # keep only the partitioned ids (all must exist)
-    dev = resolve_device(device)
-    models = [_build_shard(model, _seed(seed, s, "init"), model_kwargs) for s in range(len(parts))]
-    spec = getattr(models[0], "obliviate_spec", None) or _spec_of(model)
-    init = [[_cpu_state(m)] + [{}] * len(parts[0]) for m in models]
-    ens = SisaEnsemble(
-        models,
-        parts,
-        init,
-        train_config=cfg.to_dict(),
-        seed=seed,
-        aggregation=aggregation,
-        spec=spec,
-        data=data if keep_data else None,
-        meta=meta,
-    )
-    for s in range(ens.num_shards):
-        ens._train_from(s, 0, lookup=data.take, device=dev, show_progress=show_progress)
-    return ens.eval()
-
-
-def train_sisa_model(
-    dataset: Any,
-    split: Any,
-    model: str,
-    cfg: TrainConfig | None = None,
-    *,
-    shards: int = 5,
-    slices: int = 5,
-    aggregation: str = "vote",
-    model_kwargs: dict[str, Any] | None = None,
-    exclude: Any = None,
-    seed: int | None = None,
-    device: str | torch.device | None = "cpu",
-    keep_data: bool = True,
-    show_progress: bool = False,
-) -> SisaEnsemble:
-    """SISA-train registered model ``model`` on ``split.train`` (minus ``exclude``, a
-    :class:`ForgetRequest`) of ``dataset``, with the same model kwargs :func:`train_model` uses
-    (normalisation statistics of ``split.train``). The ensemble's ``meta`` records the dataset
-    fingerprint and the split hash, which :func:`load_sisa` checks against a given dataset."""
-    train_ids = training_ids(dataset, split, exclude)
-    kw = model_kwargs_for(dataset, split, model_kwargs)
-    x, y = dataset.tensors(train_ids)
-    meta = {
-        "dataset": {
-            "name": dataset.name,
-            "source": dataset.source,
-            "fingerprint": dataset.fingerprint(),
-            "num_classes": dataset.num_classes,
-        },
-        "split_hash": split.hash,
-    }
-    return train_sisa(
-        x,
-        y,
-        train_ids,
-        {"name": model, "kwargs": kw},
-        cfg,
-        shards=shards,
-        slices=slices,
-        aggregation=aggregation,
-        seed=seed,
-        device=device,
-        keep_data=keep_data,
-        show_progress=show_progress,
-        meta=meta,
-    )
 
 
 # ----------------------------------------------------------------------------- persistence
