@@ -30,6 +30,9 @@ LR_MAX = 10.0
 #: Largest seed (``torch.manual_seed`` takes a signed 64-bit integer); seeds are >= 0.
 SEED_MAX = 2**63 - 1
 
+#: Most seeds one run or option may list.
+SEEDS_MAX_COUNT = 1000
+
 #: The range keywords of :func:`opt`.
 _RANGE_KEYS = ("ge", "gt", "le", "lt", "finite", "choices")
 
@@ -69,6 +72,18 @@ def _num(v: float) -> str:
     if isinstance(v, int) and abs(v) >= 10**6:
         return f"{v:.0e}".replace("e+0", "e").replace("e+", "e")
     return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def check_seeds(values: Any, name: str = "seeds") -> list[int]:
+    """A list of seeds: each by :func:`check_seed`, at most :data:`SEEDS_MAX_COUNT`, at least
+    one; else :class:`ConfigError` naming ``name``."""
+    if not isinstance(values, list | tuple) or not values:
+        raise ConfigError(f"{name} must list at least one seed, got {values!r}")
+    if len(values) > SEEDS_MAX_COUNT:
+        raise ConfigError(
+            f"{name} lists {len(values)} seeds; at most {SEEDS_MAX_COUNT} are allowed"
+        )
+    return [check_seed(v, f"{name}[{i}]") for i, v in enumerate(values)]
 
 
 def _show(v: Any) -> str:
