@@ -278,6 +278,13 @@ def _coerce(name: str, t: Any, value: Any) -> Any:
     if t in (int, float, str):
         if t is int and isinstance(value, float) and not value.is_integer():
             raise ConfigError(f"option {name!r}: expected an integer, got {value!r}")
+        if t is int and isinstance(value, str):  # "1e3", "1.0e+300": the range check judges it
+            try:
+                return int(value)
+            except ValueError:
+                f = _float_or_none(value)
+                if f is not None and math.isfinite(f) and f.is_integer():
+                    return int(f)
         if isinstance(value, bool) and t is not str:
             raise ConfigError(f"option {name!r}: expected {t.__name__}, got a boolean")
         try:
@@ -285,6 +292,13 @@ def _coerce(name: str, t: Any, value: Any) -> Any:
         except (TypeError, ValueError):
             raise ConfigError(f"option {name!r}: expected {t.__name__}, got {value!r}") from None
     return value
+
+
+def _float_or_none(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def build_config(cls: type[C], overrides: dict[str, Any] | None = None, base: C | None = None) -> C:
