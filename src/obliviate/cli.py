@@ -17,15 +17,18 @@ from rich.table import Table
 from obliviate import cli_attacks, cli_heal, cli_scenarios
 from obliviate._io import atomic_write_json
 from obliviate.cli_common import (
+    DEVICE_HELP,
+    _device_option,
     _fail,
     _parse_classes,
+    _seed_option,
     _size,
     app,
     console,
     data_app,
     print_metrics,
 )
-from obliviate.config import build_config, config_help, parse_set_options
+from obliviate.config import build_config, check_value, config_help, parse_set_options
 from obliviate.data import list_datasets
 from obliviate.errors import ObliviateError
 from obliviate.models import MODELS
@@ -43,7 +46,7 @@ from obliviate.steps import (
 )
 from obliviate.train import TrainConfig
 from obliviate.unlearn import UNLEARNERS, TensorSet, create_unlearner, make_task
-from obliviate.unlearn.tune import core_metrics, gap_scorer
+from obliviate.unlearn.tune import TRIALS_MAX, core_metrics, gap_scorer
 from obliviate.unlearn.tune import tune as _tune
 
 __all__ = ["app", "console", "main", "print_metrics"]
@@ -99,12 +102,14 @@ def train(
         str | None, typer.Option("--train-size", help="Training-set size (default: the rest).")
     ] = None,
     train_per_class: Annotated[int | None, typer.Option(help="Training samples per class.")] = None,
-    split_seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the split.", callback=_seed_option)] = 0,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 5,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.05,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
-    seed: Annotated[int, typer.Option(help="Training seed (init, order, augmentation).")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    seed: Annotated[
+        int, typer.Option(help="Training seed (init, order, augmentation).", callback=_seed_option)
+    ] = 0,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Any TrainConfig field as key=value (repeatable)."),
@@ -121,16 +126,16 @@ def train(
 ) -> None:
     """Train a model (or, with --sisa-shards, a SISA ensemble) on a seeded split and save it."""
     try:
-        t: str | int | float = test if test == "official" else _size(test)  # type: ignore[assignment]
+        t: str | int | float = test if test == "official" else _size(test, "--test")  # type: ignore[assignment]
         ds, split = prepare_data(
             dataset,
             root=data_root,
             classes=_parse_classes(classes),
             split_seed=split_seed,
             test=t,
-            val=_size(val) or 0,
-            reserve=_size(reserve) or 0,
-            train=_size(train_size),
+            val=_size(val, "--val") or 0,
+            reserve=_size(reserve, "--reserve") or 0,
+            train=_size(train_size, "--train-size"),
             train_per_class=train_per_class,
         )
         overrides: dict[str, Any] = dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
@@ -156,7 +161,7 @@ def retrain(
     model: Annotated[Path, typer.Option(help="Checkpoint of the original model.")],
     request: Annotated[Path, typer.Option(help='Forget request JSON: {"ids": [...]}.')],
     out: Annotated[Path, typer.Option(help="Checkpoint folder for the gold model.")],
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Retrain on train \\ request with the original's exact recipe (the gold model)."""
@@ -177,7 +182,7 @@ def eval_(
     request: Annotated[
         Path | None, typer.Option(help="Forget request: adds forget/retain accuracy.")
     ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write metrics here.")
     ] = None,
@@ -227,9 +232,12 @@ def audit_(
     residual_max_samples: Annotated[
         int | None, typer.Option(help="Use at most this many forget samples for r_τ.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the MIA sample and the perturbations.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(help="Seed of the MIA sample and the perturbations.", callback=_seed_option),
+    ] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
 ) -> None:
     """Audit an unlearned model against the gold retrain: accuracy, UA, MIAs, Avg. Gap, r_τ, ..."""
     try:
@@ -293,8 +301,10 @@ def unlearn(
         list[str] | None,
         typer.Option("--set", help="A method option as key=value (repeatable)."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the method's random choices.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    seed: Annotated[
+        int, typer.Option(help="Seed of the method's random choices.", callback=_seed_option)
+    ] = 0,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
 ) -> None:
     """Unlearn a request from a checkpoint with one method and save the new model."""
     try:
@@ -322,7 +332,10 @@ def tune(
     model: Annotated[Path, typer.Option(help="Checkpoint of the trained model.")],
     gold: Annotated[Path, typer.Option(help="Gold retrain checkpoint for the same request.")],
     request: Annotated[Path, typer.Option(help="Forget request JSON.")],
-    seed: Annotated[int, typer.Option(help="Tuning seed (report results on other seeds).")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(help="Tuning seed (report results on other seeds).", callback=_seed_option),
+    ] = 0,
     strategy: Annotated[str, typer.Option(help="grid or random.")] = "grid",
     trials: Annotated[int, typer.Option(help="Max trials (0: the whole grid).")] = 0,
     set_: Annotated[
@@ -330,10 +343,11 @@ def tune(
         typer.Option("--set", help="A fixed method option key=value (repeatable)."),
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the trials here.")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
 ) -> None:
     """Pick a method's hyper-parameters by Avg. Gap to the gold model on a tuning seed."""
     try:
+        check_value("--trials", trials, int, ge=0, le=TRIALS_MAX)
         ck = load_artifact(model, device)
         ds = ck.dataset
         req = load_request(request, ck.split)

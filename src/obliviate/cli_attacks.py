@@ -18,7 +18,15 @@ from obliviate._io import atomic_write_json
 from obliviate.attacks.indirect import indirect_attack_report, resolve_class, select_indirect
 from obliviate.attacks.probe import probe as run_probe
 from obliviate.attacks.requests import select_request
-from obliviate.cli_common import _fail, _option_value, _size, console
+from obliviate.cli_common import (
+    DEVICE_HELP,
+    _device_option,
+    _fail,
+    _option_value,
+    _seed_option,
+    _size,
+    console,
+)
 from obliviate.config import parse_set_options
 from obliviate.data import ForgetRequest
 from obliviate.errors import CheckpointError, ConfigError, ObliviateError
@@ -50,8 +58,10 @@ def requests_cmd(
         list[str] | None,
         typer.Option("--set", help="A strategy option key=value (repeatable)."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the selection (and unlearning).")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    seed: Annotated[
+        int, typer.Option(help="Seed of the selection (and unlearning).", callback=_seed_option)
+    ] = 0,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
 ) -> None:
     """Select an adversarial deletion request and (with --method) measure its damage."""
     try:
@@ -70,7 +80,7 @@ def requests_cmd(
             ck.model,
             ds,
             ck.split,
-            budget=_size(budget),  # type: ignore[arg-type]
+            budget=_size(budget, "--budget"),  # type: ignore[arg-type]
             seed=seed,
             classes=cls,
             controlled_ids=ctrl,
@@ -123,14 +133,16 @@ def indirect_cmd(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the chosen request here.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the selection and unlearning.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    seed: Annotated[
+        int, typer.Option(help="Seed of the selection and unlearning.", callback=_seed_option)
+    ] = 0,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
 ) -> None:
     """ROKA's indirect attack: request a neighbour of the victim class, measure the drop."""
     try:
         ck = load_artifact(model, device)
         ds = ck.dataset
-        b = _size(budget)
+        b = _size(budget, "--budget")
         report = None
         if method:
             report = indirect_attack_report(
@@ -202,8 +214,10 @@ def probe_cmd(
     out: Annotated[
         Path | None, typer.Option(help="Folder for the best inputs and the summary.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the perturbations.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    seed: Annotated[
+        int, typer.Option(help="Seed of the perturbations.", callback=_seed_option)
+    ] = 0,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
 ) -> None:
     """Search τ-balls around forgotten samples for inputs the unlearned model still knows."""
     try:

@@ -7,11 +7,16 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from obliviate.config import check_seed, check_seeds
+from obliviate.errors import ConfigError
+from obliviate.utils import parse_device
 
 app = typer.Typer(
     name="obliviate",
@@ -33,16 +38,66 @@ def _parse_classes(classes: str | None) -> list[str] | None:
     return None if not classes else [c.strip() for c in classes.split(",") if c.strip()]
 
 
-def _size(v: str | None) -> int | float | None:
+def _size(v: str | None, name: str = "size") -> int | float | None:
+    """A size option: an integer count, or a fraction in (0, 1). A float that is a whole number
+    (``2.0``, ``1.0``) is ambiguous and refused, as is a non-finite one; :class:`ConfigError`
+    names ``name``."""
     if v is None:
         return None
     try:
         return int(v)
     except ValueError:
+        pass
+    try:
+        f = float(v)
+    except ValueError:
+        raise ConfigError(
+            f"{name} expects an integer count or a fraction in (0, 1), got {v!r}"
+        ) from None
+    if not (math.isfinite(f) and 0.0 <= f < 1.0):
+        raise ConfigError(
+            f"{name} must be an integer count or a fraction in (0, 1), got {v!r}: pass an "
+            "integer for a count"
+        )
+    return f
+
+
+def _device_option(value: str | None) -> str | None:
+    """Typer callback of every ``--device``: :func:`obliviate.utils.parse_device` refuses an
+    unknown or unavailable device (one line, exit status 2) before the verb starts."""
+    if value is not None:
         try:
-            return float(v)
-        except ValueError:
-            raise typer.BadParameter(f"expected a count or a fraction, got {v!r}") from None
+            parse_device(value)
+        except ConfigError as e:
+            _fail(ConfigError(f"--device: {e}"))
+    return value
+
+
+def _seed_option(param: typer.CallbackParam, value: int | None) -> int | None:
+    """Typer callback of every seed option: :func:`obliviate.config.check_seed` (integers in
+    [0, 2^63 − 1]) before the verb starts."""
+    if value is not None:
+        try:
+            check_seed(value, "--" + str(param.name).replace("_", "-"))
+        except ConfigError as e:
+            _fail(e)
+    return value
+
+
+def _seeds(v: str | None) -> list[int] | None:
+    """``--seeds a,b,…``: each a seed (:func:`check_seed`), at most
+    :data:`~obliviate.config.SEEDS_MAX_COUNT` of them, no duplicates."""
+    if v is None:
+        return None
+    try:
+        seeds = [int(s) for s in v.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds expects comma-separated integers, got {v!r}") from None
+    return check_seeds(seeds, "--seeds")
+
+
+#: The ``--device`` option of every verb.
+DEVICE_HELP = "cpu, cuda, cuda:N or auto."
 
 
 def _option_value(value: str) -> Any:
@@ -75,9 +130,13 @@ def print_metrics(
 
 
 __all__ = [
+    "DEVICE_HELP",
+    "_device_option",
     "_fail",
     "_option_value",
     "_parse_classes",
+    "_seed_option",
+    "_seeds",
     "_size",
     "app",
     "console",

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from obliviate.cli_common import _fail, console
+from obliviate.cli_common import DEVICE_HELP, _device_option, _fail, _seed_option, console
 from obliviate.config import build_config, parse_set_options
 from obliviate.defenses.healing import HealConfig
 from obliviate.defenses.similarity import check_similarity
@@ -67,8 +67,10 @@ def heal_cmd(
         list[str] | None,
         typer.Option("--set", help="Any HealConfig field as key=value (repeatable)."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the fine-tuning and the spare draw.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    seed: Annotated[
+        int, typer.Option(help="Seed of the fine-tuning and the spare draw.", callback=_seed_option)
+    ] = 0,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
 ) -> None:
     """Heal an unlearned model: fine-tune on remaining ∪ twins/spares (or remaining only)."""
     try:

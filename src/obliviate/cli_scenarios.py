@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperCommand
 
-from obliviate.cli_common import _fail, console
+from obliviate.cli_common import DEVICE_HELP, _device_option, _fail, _seeds, console
 from obliviate.errors import ConfigError, ObliviateError
 from obliviate.report.console import print_table
 from obliviate.scenarios import (
@@ -22,16 +22,6 @@ from obliviate.scenarios import (
 from obliviate.scenarios.overrides import apply_sets, parse_sets
 from obliviate.scenarios.printers import print_suite
 from obliviate.scenarios.report import report_from_store
-
-
-def _seeds(v: str | None) -> list[int] | None:
-    if v is None:
-        return None
-    try:
-        return [int(s) for s in v.split(",") if s.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"--seeds expects comma-separated integers, got {v!r}") from None
-
 
 _SET_HELP = (
     "Overlay KEY=VALUE on the scenario (dotted key, YAML value; repeatable), e.g. "
@@ -99,20 +89,22 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         device: Annotated[
-            str | None, typer.Option(help="cpu, cuda, cuda:N or auto (overrides the file's).")
+            str | None,
+            typer.Option(help=DEVICE_HELP + " Overrides the file's.", callback=_device_option),
         ] = None,
         quiet: Annotated[bool, typer.Option(help="No progress bars or step log.")] = False,
         set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
     ) -> None:
         """Run a scenario: train, attack, retrain gold, unlearn, heal, audit; store every row."""
         try:
+            seed_list = _seeds(seeds)
             scn = apply_sets(load_scenario(scenario, size=size), set_ or [])
             store = ResultsStore(results)
             res = run_scenario(
                 scn,
                 results=store,
                 cache=cache,
-                seeds=_seeds(seeds),
+                seeds=seed_list,
                 device=device,
                 show_progress=not quiet,
                 console=None if quiet else console,
@@ -141,13 +133,16 @@ def register(app: typer.Typer) -> None:
         seeds: Annotated[
             str | None, typer.Option(help="Comma-separated seeds (overrides the suite's).")
         ] = None,
-        device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or auto.")] = None,
+        device: Annotated[
+            str | None, typer.Option(help=DEVICE_HELP, callback=_device_option)
+        ] = None,
         quiet: Annotated[bool, typer.Option(help="No progress bars or step log.")] = False,
         set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
     ) -> None:
         """Run every scenario of a built-in suite at one size into one results store, then print
         the suite's table (when it has a printer)."""
         try:
+            seed_list = _seeds(seeds)
             if quick and size not in (None, "quick"):
                 raise ConfigError(f"--quick means --size quick, but --size {size} was given")
             sets = parse_sets(set_ or [])
@@ -162,14 +157,14 @@ def register(app: typer.Typer) -> None:
                     scn,
                     results=store,
                     cache=cache,
-                    seeds=_seeds(seeds),
+                    seeds=seed_list,
                     device=device,
                     show_progress=not quiet,
                     console=None if quiet else console,
                 )
                 _print_result(res, store)
             if seeds is not None:
-                scenarios = [s.model_copy(update={"seeds": _seeds(seeds)}) for s in scenarios]
+                scenarios = [s.model_copy(update={"seeds": seed_list}) for s in scenarios]
             print_suite(suite, store, scenarios, console)
         except ObliviateError as e:
             _fail(e)

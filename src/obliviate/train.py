@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from obliviate.checkpoint import dataset_for, load_checkpoint, save_checkpoint
-from obliviate.config import opt
+from obliviate.config import EPOCHS_MAX, LR_MAX, SEED_MAX, STEPS_MAX, opt, validate_config
 from obliviate.data.dataset import ImageDataset
 from obliviate.data.request import ForgetRequest
 from obliviate.data.split import Split
@@ -37,47 +37,51 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 class TrainConfig:
     """Hyper-parameters of :func:`fit`. Defaults suit small CNNs on MNIST-sized data."""
 
-    epochs: int = opt(5, "Number of passes over the training set.")
-    batch_size: int = opt(128, "Mini-batch size (128 is fastest for small models on 2 CPU cores).")
+    epochs: int = opt(5, "Number of passes over the training set.", ge=0, le=EPOCHS_MAX)
+    batch_size: int = opt(
+        128, "Mini-batch size (128 is fastest for small models on 2 CPU cores).", ge=1
+    )
     optimizer: Literal["sgd", "adam", "adamw"] = opt("sgd", "Optimiser.")
-    lr: float = opt(0.05, "Peak learning rate.")
-    momentum: float = opt(0.9, "SGD momentum (ignored by Adam).")
-    weight_decay: float = opt(5e-4, "L2 weight decay (decoupled for adamw).")
+    lr: float = opt(0.05, "Peak learning rate.", gt=0, le=LR_MAX)
+    momentum: float = opt(0.9, "SGD momentum (ignored by Adam).", ge=0, lt=1)
+    weight_decay: float = opt(5e-4, "L2 weight decay (decoupled for adamw).", ge=0)
     nesterov: bool = opt(False, "Nesterov momentum for SGD.")
     schedule: Literal["constant", "cosine", "step", "onecycle"] = opt(
         "cosine", "LR schedule, stepped per batch. step: ×gamma every step_epochs epochs."
     )
-    step_epochs: int = opt(30, "Epochs between LR drops for schedule=step.")
-    gamma: float = opt(0.1, "LR multiplier at each drop for schedule=step.")
-    warmup_epochs: float = opt(0.0, "Linear warm-up length in epochs (fractions allowed).")
+    step_epochs: int = opt(30, "Epochs between LR drops for schedule=step.", ge=1)
+    gamma: float = opt(0.1, "LR multiplier at each drop for schedule=step.", gt=0)
+    warmup_epochs: float = opt(
+        0.0, "Linear warm-up length in epochs (fractions allowed).", ge=0, le=EPOCHS_MAX
+    )
     augment: Literal["none", "crop", "crop_flip"] = opt(
         "none",
         "Label-preserving augmentation: random crop after zero padding, and horizontal flip "
         "(do not flip digits or text).",
     )
-    crop_padding: int = opt(4, "Zero padding before the random crop, in pixels.")
-    label_smoothing: float = opt(0.0, "Cross-entropy label smoothing.")
-    grad_clip: float = opt(0.0, "Clip the global gradient norm to this value (0 disables).")
+    crop_padding: int = opt(4, "Zero padding before the random crop, in pixels.", ge=0)
+    label_smoothing: float = opt(0.0, "Cross-entropy label smoothing.", ge=0, le=1)
+    grad_clip: float = opt(0.0, "Clip the global gradient norm to this value (0 disables).", ge=0)
     early_stop_patience: int = opt(
         0,
         "Stop after this many evaluations without validation improvement and restore the best "
         "weights (0 disables; needs validation data).",
+        ge=0,
     )
-    eval_every: int = opt(1, "Evaluate on validation data every this many epochs (0 disables).")
-    max_steps: int = opt(0, "Stop after this many optimiser steps (0: no cap).")
+    eval_every: int = opt(
+        1, "Evaluate on validation data every this many epochs (0 disables).", ge=0
+    )
+    max_steps: int = opt(0, "Stop after this many optimiser steps (0: no cap).", ge=0, le=STEPS_MAX)
     bf16: bool = opt(False, "bfloat16 autocast (fast on CPUs with avx512_bf16, and on GPUs).")
-    seed: int = opt(0, "Seed of the initialisation, data order, augmentation and dropout.")
+    seed: int = opt(
+        0, "Seed of the initialisation, data order, augmentation and dropout.", ge=0, le=SEED_MAX
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1:
-            raise ConfigError(
-                f"epochs must be >= 0 and batch_size >= 1, got {self.epochs}, {self.batch_size}"
-            )
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        validate_config(self)
 
 
 @dataclass
@@ -221,6 +225,7 @@ def fit(
     the same machine. ``loss_fn(model, xb, yb)`` replaces cross-entropy (fine-tuning variants use
     it). The model ends in eval mode.
     """
+    validate_config(cfg)  # a field set after construction is checked before any work
     dev = resolve_device(device)
     model.to(dev)
     if len(x) != len(y):

@@ -24,14 +24,51 @@ def seed_everything(seed: int) -> torch.Generator:
     return g
 
 
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/"auto" → cuda if available else cpu; an unavailable cuda request is an error."""
+def available_devices() -> list[str]:
+    """Device strings usable here: ``cpu``, then ``cuda:0`` … when torch sees CUDA devices."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return out
+
+
+def parse_device(device: str | torch.device | None = None) -> torch.device:
+    """The one parser of device options: ``None``/"auto" → cuda if available else cpu; "cpu",
+    "cuda", "cuda:N" → that device if it exists here. Anything else (an unknown string, "", cuda
+    without CUDA, an index beyond the device count) raises one :class:`ConfigError` line that
+    says what is available."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {str(device)!r} was asked for but CUDA is not available")
+    avail = ", ".join(available_devices())
+    if not isinstance(device, str | torch.device):
+        raise ConfigError(
+            f"device must be a string such as 'cpu', got {device!r}; available: {avail}"
+        )
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ConfigError(
+            f"unknown device {str(device)!r}: use cpu, cuda, cuda:N or auto; available: {avail}"
+        )
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {str(device)!r} is not available here: torch has no CUDA; "
+                f"available: {avail}"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {str(device)!r} is not available here: "
+                f"{torch.cuda.device_count()} CUDA device(s); available: {avail}"
+            )
     return dev
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/"auto" → cuda if available else cpu; anything else as :func:`parse_device`."""
+    return parse_device(device)
 
 
 class ProgressBar:

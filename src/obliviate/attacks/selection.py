@@ -95,9 +95,10 @@ def resolve_budget(budget: int | float, n_train: int) -> int:
         b = float(budget)
         if 0.0 < b < 1.0:
             return max(1, int(round(b * n_train)))
-        if not b.is_integer():
-            raise ConfigError(f"budget: a fraction must lie in (0, 1), got {b}")
-        budget = int(b)
+        raise ConfigError(
+            f"budget must be an integer count or a fraction in (0, 1), got {budget!r}: pass an "
+            "integer for a count"
+        )
     k = int(budget)
     if k < 1:
         raise ConfigError(f"budget must be >= 1 sample, got {k}")

@@ -12,11 +12,15 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from obliviate.audit.entries import AUDIT_ENTRIES, AUDIT_METRICS, DEFAULT_METRICS
-from obliviate.config import opt
+from obliviate.config import check_seed, opt
 from obliviate.errors import ConfigError
 from obliviate.metrics import DEFAULT_C
 from obliviate.metrics.mia import FEATURES, Feature
 from obliviate.perturb import PERTURBATIONS
+
+#: Largest ``c`` (perturbations per forget sample) an audit accepts: 100× the default; beyond it
+#: r_τ's memory and time grow without changing the estimate.
+C_MAX = 10_000
 
 
 @dataclass
@@ -82,8 +86,8 @@ class AuditConfig:
             raise ConfigError(f"taus: every tau must lie in [0, 1] (pixel units), got {bad}")
         PERTURBATIONS.get(self.perturbation)
         self.chosen()
-        _int("c", self.c, 1, optional=True)
-        _int("seed", self.seed, 0)
+        _int("c", self.c, 1, optional=True, hi=C_MAX)
+        check_seed(self.seed)
         _int("n_max_mia", self.n_max_mia, 1)
         if self.mia_feature not in FEATURES:
             raise ConfigError(f"mia_feature {self.mia_feature!r} is not one of {list(FEATURES)}")
@@ -129,13 +133,14 @@ def _number(name: str, v: Any) -> float:
         raise ConfigError(f"{name}: expected a number, got {v!r}") from None
 
 
-def _int(name: str, v: Any, lo: int, optional: bool = False) -> None:
+def _int(name: str, v: Any, lo: int, optional: bool = False, hi: int | None = None) -> None:
     if v is None and optional:
         return
     is_int = isinstance(v, int) and not isinstance(v, bool)
     integral = isinstance(v, float) and math.isfinite(v) and v.is_integer()
-    if not (is_int or integral) or v < lo:
-        raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
+    if not (is_int or integral) or v < lo or (hi is not None and v > hi):
+        want = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ConfigError(f"{name} must be an integer {want}, got {v!r}")
 
 
 __all__ = ["AuditConfig"]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from obliviate._io import atomic_write_json, hash_parts, read_json
+from obliviate.config import check_seed
 from obliviate.data.dataset import ImageDataset
 from obliviate.errors import SplitError
 
@@ -132,11 +133,13 @@ def _count(x: int | float | None, pool: int, what: str) -> int:
         return 0
     if isinstance(x, bool) or not isinstance(x, int | float | np.integer | np.floating):
         raise SplitError(f"{what}: expected a count or a fraction, got {x!r}")
-    if isinstance(x, float):
+    if isinstance(x, float | np.floating):
         if 0 <= x < 1:
-            return int(round(x * pool))
-        if not x.is_integer():
-            raise SplitError(f"{what}: a fraction must lie in [0, 1), got {x}")
+            return int(round(float(x) * pool))
+        raise SplitError(
+            f"{what} must be an integer count or a fraction in (0, 1), got {x!r}: pass an "
+            "integer for a count"
+        )
     n = int(x)
     if n < 0:
         raise SplitError(f"{what}: size must be >= 0, got {n}")
@@ -162,6 +165,7 @@ def make_split(
     or ``train`` samples, or ``train_per_class`` per class — RURK's "200 per class" setting).
     Same dataset + same arguments → the same split and hash.
     """
+    check_seed(seed, "split seed")
     rng = np.random.default_rng(seed)
     labels = dataset.labels.numpy()
     ids = dataset.ids.numpy()
@@ -200,6 +204,8 @@ def make_split(
         train_pos = rest[:ntr]
     if len(train_pos) == 0:
         raise SplitError(f"the split of dataset {dataset.name!r} leaves no training samples")
+    if train is None and train_per_class is None:
+        _check_every_class_trains(pool, train_pos, labels, dataset)
     spec = dict(
         seed=seed,
         test=test,
@@ -217,6 +223,21 @@ def make_split(
         dataset_fingerprint=dataset.fingerprint(),
         spec=spec,
     )
+
+
+def _check_every_class_trains(
+    pool: np.ndarray, train_pos: np.ndarray, labels: np.ndarray, ds: ImageDataset
+) -> None:
+    """Refuse a split whose val/reserve sizes leave a class of the non-test pool without a
+    single training sample (e.g. ``val=0.999``)."""
+    missing = sorted(set(labels[pool].tolist()) - set(labels[train_pos].tolist()))
+    if missing:
+        names = [ds.class_names[c] for c in missing[:5]]
+        raise SplitError(
+            f"the split of dataset {ds.name!r} leaves {len(train_pos)} training samples and no "
+            f"training sample of class(es) {names}{' …' if len(missing) > 5 else ''}: lower "
+            "val, reserve or test"
+        )
 
 
 def _per_class(

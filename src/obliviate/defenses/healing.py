@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from obliviate._io import atomic_write_json, read_json
-from obliviate.config import opt
+from obliviate.config import EPOCHS_MAX, LR_MAX, opt, validate_config
 from obliviate.data.dataset import ImageDataset, _fmt_ids
 from obliviate.data.request import ForgetRequest
 from obliviate.data.split import Split
@@ -377,24 +377,35 @@ class SparePool:
 class HealConfig:
     """Fine-tuning recipe of the healing step (defaults: the healing paper's code)."""
 
-    epochs: int = opt(1, "Fine-tuning epochs over remaining ∪ replacements (the paper: 1 or 5).")
-    lr: float = opt(1e-3, "Learning rate (Model-Healing's HEAL_LR = 1e-3 with Adam).")
+    epochs: int = opt(
+        1,
+        "Fine-tuning epochs over remaining ∪ replacements (the paper: 1 or 5).",
+        ge=1,
+        le=EPOCHS_MAX,
+    )
+    lr: float = opt(
+        1e-3, "Learning rate (Model-Healing's HEAL_LR = 1e-3 with Adam).", gt=0, le=LR_MAX
+    )
     optimizer: Literal["sgd", "adam", "adamw"] = opt("adam", "Optimiser (the healing code: Adam).")
-    batch_size: int = opt(64, "Mini-batch size (the healing code: its training batch, 64).")
-    weight_decay: float = opt(0.0, "Weight decay (the healing code: none).")
-    momentum: float = opt(0.9, "SGD momentum (optimizer='sgd' only).")
+    batch_size: int = opt(64, "Mini-batch size (the healing code: its training batch, 64).", ge=1)
+    weight_decay: float = opt(0.0, "Weight decay (the healing code: none).", ge=0)
+    momentum: float = opt(0.9, "SGD momentum (optimizer='sgd' only).", ge=0, lt=1)
     schedule: Literal["constant", "cosine"] = opt(
         "constant", "LR schedule (the healing code: constant)."
     )
-    grad_clip: float = opt(0.0, "Clip the global gradient norm (0 disables).")
+    grad_clip: float = opt(0.0, "Clip the global gradient norm (0 disables).", ge=0)
     features_from: Literal["original", "current"] = opt(
         "original",
         "Feature similarities: penultimate features of the original model (default: an "
         "unlearned model's features may be noise) or of the model being healed.",
     )
-    k: int = opt(8, "Ranked candidates kept per element before greedy matching searches further.")
+    k: int = opt(
+        8, "Ranked candidates kept per element before greedy matching searches further.", ge=1
+    )
     spare_pool_size: int = opt(
-        0, "Size k of the general spare set drawn from the reserve when none is given (0: all)."
+        0,
+        "Size k of the general spare set drawn from the reserve when none is given (0: all).",
+        ge=0,
     )
     fallback: Literal["error", "remaining_only"] = opt(
         "error",
@@ -405,10 +416,7 @@ class HealConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"heal: epochs must be >= 1, got {self.epochs}")
-        if self.k < 1 or self.spare_pool_size < 0:
-            raise ConfigError("heal: k must be >= 1 and spare_pool_size >= 0")
+        validate_config(self)
         _check_fallback(self.fallback)
 
     def train_config(self, seed: int) -> TrainConfig:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from obliviate.attacks.requests import REQUEST_STRATEGIES
-from obliviate.config import build_config
+from obliviate.config import build_config, validate_config
 from obliviate.data import DATASETS
 from obliviate.defenses.healing import HealConfig
 from obliviate.defenses.similarity import SIMILARITIES
@@ -40,13 +40,13 @@ def config_problems(cls: type, values: Mapping[str, Any], loc: Loc) -> Problems:
             out.append((loc + (k,), f"unknown option for {cls.__name__}; known: {sorted(names)}"))
             continue
         try:
-            build_config(cls, {k: v})
+            validate_config(build_config(cls, {k: v}))
             good[k] = v
         except ObliviateError as e:
             out.append((loc + (k,), str(e)))
     if not out:
         try:
-            build_config(cls, good)
+            validate_config(build_config(cls, good))
         except ObliviateError as e:
             out.append((loc, str(e)))
     return out

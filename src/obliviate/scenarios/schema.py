@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from obliviate._io import hash_parts
-from obliviate.config import build_config
+from obliviate.config import build_config, check_seeds
 from obliviate.errors import ConfigError
 from obliviate.scenarios.checks import has_stop_rule, semantic_problems
 from obliviate.scenarios.specs import (
@@ -88,6 +88,11 @@ class Scenario(_Strict):
     )
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _origin: str = PrivateAttr(default="<scenario>")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        return check_seeds(v)
 
     @field_validator("requests", mode="before")
     @classmethod

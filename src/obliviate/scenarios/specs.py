@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from obliviate.audit import AuditConfig
+from obliviate.config import check_seed
 from obliviate.errors import ConfigError, ObliviateError
 
 Loc = tuple[str | int, ...]
@@ -69,6 +70,11 @@ class SplitSpec(_Strict):
     train: int | float | None = None
     train_per_class: int | None = None
     test_per_class: int | None = None
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, v: int | None) -> int | None:
+        return None if v is None else check_seed(v, "split seed")
 
 
 class ModelSpec(_Strict):

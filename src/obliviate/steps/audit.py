@@ -9,6 +9,7 @@ target's training distribution and procedure).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from obliviate.audit import AuditReport, audit
+from obliviate.audit import AuditConfig, AuditReport, audit
 from obliviate.data import ImageDataset, Split
 from obliviate.errors import CheckpointError, RequestError
 from obliviate.models import create_model
@@ -93,6 +94,10 @@ def audit_step(
     asked for and no shadows are given, shadows follow the gold (else unlearned) artifact's
     recipe. With ``out`` the report is also saved there as JSON.
     """
+    names = {f.name for f in dataclasses.fields(AuditConfig)}
+    AuditConfig(  # refuse a bad option before any model is loaded
+        seed=seed, device=device, **{k: v for k, v in audit_kw.items() if k in names}
+    )
     given = {"unlearned": unlearned, "gold": gold, "original": original}
     arts = {
         k: as_artifact(a, device, dataset=dataset, split=split)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from obliviate.config import build_config, opt
+from obliviate.config import EPOCHS_MAX, LR_MAX, STEPS_MAX, build_config, opt, validate_config
 from obliviate.errors import ConfigError, RequestError
 from obliviate.inference import batched_logits
 from obliviate.registry import Registry
@@ -88,7 +88,10 @@ class Unlearner(ABC):
             raise ConfigError(
                 f"{self.name}: config must be a {self.Config.__name__}, got {type(config).__name__}"
             )
-        self.config = build_config(self.Config, overrides, base=config)
+        try:
+            self.config = validate_config(build_config(self.Config, overrides, base=config))
+        except ConfigError as e:  # name the method: "ssd: alpha must be … > 0, got nan"
+            raise ConfigError(f"{self.name}: {e}") from None
 
     # scikit-learn style introspection -----------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -147,23 +150,26 @@ class Unlearner(ABC):
 class GradientConfig:
     """Shared optimisation fields of the fine-tuning family."""
 
-    epochs: int = opt(5, "Passes over the driving set (see each method's driver).")
-    lr: float = opt(0.01, "Learning rate.")
-    batch_size: int = opt(128, "Mini-batch size (forget and retain batches alike).")
+    epochs: int = opt(
+        5, "Passes over the driving set (see each method's driver).", ge=0, le=EPOCHS_MAX
+    )
+    lr: float = opt(0.01, "Learning rate.", gt=0, le=LR_MAX)
+    batch_size: int = opt(128, "Mini-batch size (forget and retain batches alike).", ge=1)
     optimizer: Literal["sgd", "adam"] = opt("sgd", "Optimiser.")
-    momentum: float = opt(0.9, "SGD momentum.")
-    weight_decay: float = opt(5e-4, "Weight decay.")
+    momentum: float = opt(0.9, "SGD momentum.", ge=0, lt=1)
+    weight_decay: float = opt(5e-4, "Weight decay.", ge=0)
     schedule: Literal["constant", "cosine"] = opt("cosine", "LR schedule, stepped per batch.")
-    grad_clip: float = opt(0.0, "Clip the global gradient norm (0 disables).")
-    max_steps: int = opt(0, "Stop after this many steps (0: no cap).")
+    grad_clip: float = opt(0.0, "Clip the global gradient norm (0 disables).", ge=0)
+    max_steps: int = opt(0, "Stop after this many steps (0: no cap).", ge=0, le=STEPS_MAX)
     stop_forget_acc: float = opt(
         -1.0,
         "Stop once the forget accuracy on the request (percent, true labels) is <= this "
         "(negative disables). Matched forgetting (ROKA, arXiv 2603.00436): set it to gold's "
         "forget accuracy plus a margin, e.g. with a scenario's `matched_forgetting`.",
+        le=100,
     )
     eval_every: int = opt(
-        1, "Check stop_forget_acc every this many steps (one pass over the request each)."
+        1, "Check stop_forget_acc every this many steps (one pass over the request each).", ge=1
     )
     stop_at_val_acc: bool = opt(
         False,
@@ -174,12 +180,7 @@ class GradientConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.eval_every < 1:
-            raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
-        if self.stop_forget_acc > 100:
-            raise ConfigError(
-                f"stop_forget_acc is a percentage (<= 100), got {self.stop_forget_acc}"
-            )
+        validate_config(self)
         if self.stop_at_val_acc and self.stop_forget_acc >= 0:
             raise ConfigError(
                 "set either stop_forget_acc (a fixed threshold) or stop_at_val_acc (the "

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from obliviate._io import hash_parts
+from obliviate.config import check_value
 from obliviate.errors import ConfigError
 from obliviate.metrics import accuracy, avg_gap, mia_efficacy
 from obliviate.registry import Registry
@@ -47,6 +48,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 #: Space of a :class:`GradientUnlearner` that declares none.
 DEFAULT_GRADIENT_SPACE: SearchSpace = {"lr": FloatRange(0.003, 0.1, log=True), "epochs": [2, 5]}
+#: Most trials one study may ask for (``n_trials``, ``tune --trials``).
+TRIALS_MAX = 100_000
 #: Trials of a sampled (non-grid) space when ``n_trials`` is 0.
 DEFAULT_TRIALS = 16
 #: ``auto``/``grid``: enumerate a grid (seeded order), TPE otherwise; ``random``: a grid's seeded
@@ -169,8 +172,7 @@ def make_sampler(
     """(sampler, number of trials, sampler name) for ``strategy`` (see :data:`STRATEGIES`)."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if n_trials < 0:
-        raise ConfigError(f"n_trials must be >= 0, got {n_trials}")
+    check_value("n_trials", n_trials, int, ge=0, le=TRIALS_MAX)
     if is_grid(space) and strategy != "tpe":
         size = int(grid_size(space))
         grid = {k: list(v) for k, v in space.items()}  # type: ignore[arg-type]
@@ -323,6 +325,7 @@ def avg_gap_scorer(
 
 __all__ = [
     "DEFAULT_GRADIENT_SPACE",
+    "TRIALS_MAX",
     "SEARCH_SPACES",
     "STRATEGIES",
     "TUNE_SCORERS",

@@ -63,7 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from obliviate.config import opt
+from obliviate.config import STEPS_MAX, opt, validate_config
 from obliviate.errors import ConfigError
 from obliviate.inference import batched_features
 from obliviate.unlearn._second_order import checked_head
@@ -90,6 +90,7 @@ class CertifiedRemovalConfig:
         1e-3,
         "L2 coefficient λ (mean form: mean ℓ + λ/2‖w‖²; Guo's sum form uses λn). Larger: a "
         "smaller bound, a head further from the trained one.",
+        gt=0,
     )
     refit: bool = opt(
         True,
@@ -97,22 +98,30 @@ class CertifiedRemovalConfig:
         "full training set (the certificate holds only there).",
     )
     refit_iters: int = opt(
-        20, "Re-fit: maximum Newton iterations (after up to 10× as many L-BFGS iterations)."
+        20,
+        "Re-fit: maximum Newton iterations (after up to 10× as many L-BFGS iterations).",
+        ge=0,
+        le=STEPS_MAX,
     )
     refit_tol: float = opt(
-        1e-9, "Re-fit: stop when the mean-form gradient norm ‖∇L‖/n falls below this."
+        1e-9, "Re-fit: stop when the mean-form gradient norm ‖∇L‖/n falls below this.", ge=0
     )
     sigma: float = opt(
         0.0,
         "Objective perturbation: std of b in bᵀw (sum form), drawn from the task seed; > 0 "
         "makes the removal (ε, δ)-certified with ε = c·bound/σ (needs refit).",
+        ge=0,
     )
-    delta: float = opt(1e-4, "δ of the (ε, δ) certificate reported when sigma > 0.")
+    delta: float = opt(1e-4, "δ of the (ε, δ) certificate reported when sigma > 0.", gt=0, lt=1)
     removal_batch_size: int = opt(
         0,
         "Remove the forget set in batches of this size, one Newton step each, bounds added "
         "(the official code removes one point per step); 0: one step for the whole request.",
+        ge=0,
     )
+
+    def __post_init__(self) -> None:
+        validate_config(self)
 
 
 @register_unlearner(

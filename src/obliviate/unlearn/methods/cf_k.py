@@ -60,14 +60,14 @@ def last_k_layers(model: nn.Module, k: int) -> list[tuple[str, nn.Module]]:
 
 @dataclass
 class CFkConfig(GradientConfig):
-    k: int = opt(2, "Number of last weight layers to train (RURK: last FC + 2 residual blocks).")
+    k: int = opt(
+        2, "Number of last weight layers to train (RURK: last FC + 2 residual blocks).", ge=1
+    )
     epochs: int = opt(2, "Passes over the retain set (RURK / Goel et al.: 10).")
     lr: float = opt(0.01, "Learning rate (RURK: 1e-2).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.k < 1:
-            raise ConfigError(f"k must be >= 1, got {self.k}")
 
 
 @register_unlearner("cf_k", tags={"needs_retain"}, paper="Goel et al. 2022")

@@ -44,7 +44,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from obliviate.config import opt
+from obliviate.config import opt, validate_config
 from obliviate.errors import ConfigError
 from obliviate.unlearn._second_order import NORM_LAYERS, diag_fisher, output_layer
 from obliviate.unlearn.base import Unlearner, register_unlearner
@@ -64,18 +64,24 @@ class FisherConfig:
         1e-6,
         "official: variance scale α (the notebook's default 1e-6; its sweep used 1e-8 … 1e-5; "
         "larger forgets more and costs more retain accuracy).",
+        ge=0,
     )
     lambda_sigma2: float = opt(
         1e-12,
         "paper: λσ_h² of Eq. 8; noise std = (λσ_h²)^{1/4}·(F + fisher_eps)^{-1/4} "
         "(1e-12 → std 1e-3·F^-1/4; the healing code's MNIST scale 35e-4 is λσ_h² = 1.5e-10).",
+        ge=0,
     )
     fisher_eps: float = opt(
-        1e-8, "Added to the Fisher before inverting it (official 1e-8; the healing code 1e-6)."
+        1e-8,
+        "Added to the Fisher before inverting it (official 1e-8; the healing code 1e-6).",
+        ge=0,
     )
-    var_max: float = opt(1e3, "official: clamp 1/F at this value (hidden layers).")
-    output_var_max: float = opt(100.0, "official: clamp 1/F at this value for the output layer.")
-    boost: float = opt(10.0, "official: variance multiplier of the output and norm layers.")
+    var_max: float = opt(1e3, "official: clamp 1/F at this value (hidden layers).", gt=0)
+    output_var_max: float = opt(
+        100.0, "official: clamp 1/F at this value for the output layer.", gt=0
+    )
+    boost: float = opt(10.0, "official: variance multiplier of the output and norm layers.", gt=0)
     fan_in_mean: bool = opt(
         True, "official: average the variance over dim 1 (fan-in) of tensors with ≥ 2 dims."
     )
@@ -84,15 +90,15 @@ class FisherConfig:
         "official: when whole classes are forgotten (no retain sample left), set their output "
         "rows to mean 0 / variance class_row_var.",
     )
-    class_row_var: float = opt(1e-4, "official: variance of a forgotten class's output row.")
+    class_row_var: float = opt(1e-4, "official: variance of a forgotten class's output row.", ge=0)
     newton: bool = opt(
         False,
         "Take the diagonal Newton step w ← w − (F + newton_damping)^-1 ∇L_retain(w) before the "
         "noise (Prop. 3 with the Hessian replaced by the Fisher; the DNN recipe of the paper "
         "drops it for a converged model).",
     )
-    newton_damping: float = opt(1e-3, "Newton step: damping added to the Fisher.")
-    newton_max_norm: float = opt(1.0, "Newton step: clip its global L2 norm (0: no clip).")
+    newton_damping: float = opt(1e-3, "Newton step: damping added to the Fisher.", ge=0)
+    newton_max_norm: float = opt(1.0, "Newton step: clip its global L2 norm (0: no clip).", ge=0)
     labels: Literal["sampled", "expected"] = opt(
         "sampled",
         "Fisher estimator: expected = Σ_y p(y|x)(∇ℓ)² per sample (C gradients per sample, the "
@@ -101,7 +107,11 @@ class FisherConfig:
     fisher_samples: int = opt(
         1000,
         "Retain images the Fisher is estimated on (a seeded subsample; 0: all of them).",
+        ge=0,
     )
+
+    def __post_init__(self) -> None:
+        validate_config(self)
 
 
 def _layer_names(model: nn.Module) -> tuple[set[str], set[str]]:

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from obliviate.config import opt
+from obliviate.config import STEPS_MAX, opt, validate_config
 from obliviate.errors import ConfigError
 from obliviate.inference import batched_features
 from obliviate.unlearn._second_order import (
@@ -87,42 +87,57 @@ class InfluenceConfig:
         "cg", "Inverse-HVP solver: conjugate gradients on a fixed subsample, or LiSSA."
     )
     damping: float = opt(
-        1e-3, "λ added to the Hessian (H + λI); keeps the solve well posed. Absolute, not scaled."
+        1e-3,
+        "λ added to the Hessian (H + λI); keeps the solve well posed. Absolute, not scaled.",
+        ge=0,
     )
     l2: float = opt(
         0.0,
         "L2 coefficient of the training objective (e.g. its weight_decay): added to every removed "
         "point's loss (gradient l2·θ) and to the Hessian.",
+        ge=0,
     )
     max_norm: float = opt(
         5.0,
         "Clip the L2 norm of each update to this value (0: no clip; the healing code uses 1-10).",
+        ge=0,
     )
     hessian_samples: int = opt(
         2048,
         "Retain points (seeded subsample) of the CG Hessian and LiSSA's residual check (0: all).",
+        ge=0,
     )
-    cg_iters: int = opt(200, "CG: maximum iterations.")
-    cg_tol: float = opt(1e-5, "CG: stop at relative residual |Hx − v| ≤ cg_tol·|v|.")
+    cg_iters: int = opt(200, "CG: maximum iterations.", ge=1, le=STEPS_MAX)
+    cg_tol: float = opt(1e-5, "CG: stop at relative residual |Hx − v| ≤ cg_tol·|v|.", ge=0)
     lissa_depth: int = opt(
-        500, "LiSSA: recursion depth (the healing code: 10 on MNIST, 1000-5000 in Model-Healing)."
+        500,
+        "LiSSA: recursion depth (the healing code: 10 on MNIST, 1000-5000 in Model-Healing).",
+        ge=1,
+        le=STEPS_MAX,
     )
     lissa_scale: float = opt(
         0.0,
         "LiSSA: scale, must exceed the largest Hessian eigenvalue (0: 2× a power-iteration "
         "estimate on one mini-batch; the healing code: 10 on MNIST, 1e3-1e4 in Model-Healing).",
+        ge=0,
     )
-    lissa_repeats: int = opt(1, "LiSSA: independent runs averaged.")
+    lissa_repeats: int = opt(1, "LiSSA: independent runs averaged.", ge=1)
     lissa_restarts: int = opt(
         3,
         "LiSSA with the estimated scale (lissa_scale=0): when the recursion blows up (another "
         "mini-batch's Hessian has a larger eigenvalue than the one estimated), double the scale "
         "and restart, at most this many times; a fixed lissa_scale never restarts.",
+        ge=0,
     )
-    batch_size: int = opt(128, "Mini-batch size of the Hessian-vector products and gradients.")
+    batch_size: int = opt(
+        128, "Mini-batch size of the Hessian-vector products and gradients.", ge=1
+    )
     deletion_batch_size: int = opt(
-        25, "healing: forget points per deletion mini-batch (the healing code: 25 or 1024)."
+        25, "healing: forget points per deletion mini-batch (the healing code: 25 or 1024).", ge=1
     )
+
+    def __post_init__(self) -> None:
+        validate_config(self)
 
 
 @register_unlearner(

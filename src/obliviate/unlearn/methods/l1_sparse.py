@@ -22,8 +22,7 @@ from typing import ClassVar
 
 import torch
 
-from obliviate.config import opt
-from obliviate.errors import ConfigError
+from obliviate.config import EPOCHS_MAX, opt
 from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
 from obliviate.unlearn.space import FloatRange, SearchSpace
 
@@ -31,18 +30,18 @@ from obliviate.unlearn.space import FloatRange, SearchSpace
 @dataclass
 class L1SparseConfig(GradientConfig):
     gamma: float = opt(
-        5e-4, "Initial l1 weight gamma, decayed linearly per epoch (CIFAR-10 recipes: 1e-4-5e-4)."
+        5e-4,
+        "Initial l1 weight gamma, decayed linearly per epoch (CIFAR-10 recipes: 1e-4-5e-4).",
+        ge=0,
     )
-    no_l1_epochs: int = opt(0, "Final epochs without the l1 term (their code: --no-l1-epochs 0).")
+    no_l1_epochs: int = opt(
+        0, "Final epochs without the l1 term (their code: --no-l1-epochs 0).", ge=0, le=EPOCHS_MAX
+    )
     epochs: int = opt(2, "Passes over the retain set (Jia et al.: 10).")
     lr: float = opt(0.01, "Learning rate (Jia et al.: 0.01).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.gamma < 0:
-            raise ConfigError(f"gamma must be >= 0, got {self.gamma}")
-        if self.no_l1_epochs < 0:
-            raise ConfigError(f"no_l1_epochs must be >= 0, got {self.no_l1_epochs}")
 
 
 def l1_weight(gamma: float, epoch: int, epochs: int, no_l1_epochs: int) -> float:

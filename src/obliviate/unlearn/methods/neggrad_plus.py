@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from obliviate.config import opt
-from obliviate.errors import ConfigError
 from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
 from obliviate.unlearn.space import FloatRange, SearchSpace
 
@@ -32,6 +31,8 @@ class NegGradPlusConfig(GradientConfig):
         0.99,
         "Weight of the retain CE; the forget CE is ascended with weight 1-alpha "
         "(SCRUB code: 0.95; RURK's beta=0.001 is alpha=0.999).",
+        ge=0,
+        le=1,
     )
     epochs: int = opt(2, "Passes over the retain set (RURK: 1, 3 for class forgetting).")
     lr: float = opt(0.01, "Learning rate (RURK: 1e-2).")
@@ -39,8 +40,6 @@ class NegGradPlusConfig(GradientConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"neggrad_plus: alpha must be in [0, 1], got {self.alpha}")
 
 
 @register_unlearner("neggrad_plus", tags={"needs_retain"}, paper="Kurmanji et al. 2023 (NeurIPS)")

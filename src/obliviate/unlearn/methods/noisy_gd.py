@@ -21,7 +21,6 @@ from typing import ClassVar
 import torch
 
 from obliviate.config import opt
-from obliviate.errors import ConfigError
 from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
 from obliviate.unlearn.space import FloatRange, SearchSpace
 
@@ -31,15 +30,13 @@ _NOISE_SEED_OFFSET = 0x7015E
 @dataclass
 class NoisyGDConfig(GradientConfig):
     sigma: float = opt(
-        1e-3, "Std of the Gaussian noise added to every weight after each step (RURK: 0.03)."
+        1e-3, "Std of the Gaussian noise added to every weight after each step (RURK: 0.03).", ge=0
     )
     epochs: int = opt(2, "Passes over the retain set (RURK: 10 small CIFAR-5, 2 CIFAR-10).")
     lr: float = opt(0.01, "Learning rate eta (RURK: 0.1 with sigma 0.03 on ResNet-18).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.sigma < 0:
-            raise ConfigError(f"sigma must be >= 0, got {self.sigma}")
 
 
 @register_unlearner("noisy_gd", tags={"needs_retain"}, paper="RURK (Hsu et al. 2025) App. B.3")

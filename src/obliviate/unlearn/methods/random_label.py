@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from obliviate.config import opt
-from obliviate.errors import ConfigError, RequestError
+from obliviate.errors import RequestError
 from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
 from obliviate.unlearn.space import FloatRange, SearchSpace
 
@@ -56,7 +56,9 @@ def random_wrong_labels(
 @dataclass
 class RandomLabelConfig(GradientConfig):
     alpha: float = opt(
-        1.0, "Weight of the retain CE next to the random-label forget CE (SalUn's alpha; code: 1)."
+        1.0,
+        "Weight of the retain CE next to the random-label forget CE (SalUn's alpha; code: 1).",
+        ge=0,
     )
     forget_weighting: Literal["proportional", "equal"] = opt(
         "proportional",
@@ -68,8 +70,6 @@ class RandomLabelConfig(GradientConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.alpha < 0:
-            raise ConfigError(f"alpha must be >= 0, got {self.alpha}")
 
 
 @register_unlearner(

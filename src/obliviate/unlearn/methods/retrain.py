@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from obliviate.config import opt
+from obliviate.config import EPOCHS_MAX, SEED_MAX, opt, validate_config
 from obliviate.errors import ConfigError, RequestError
 from obliviate.models import create_model, reinitialize_
 from obliviate.train import TrainConfig, fit
@@ -58,19 +58,20 @@ def original_config(task: UnlearnTask, **overrides: Any) -> TrainConfig:
 
 @dataclass
 class RetrainConfig:
-    epochs: int = opt(0, "Training epochs; 0 keeps the original's (the gold recipe).")
+    epochs: int = opt(
+        0, "Training epochs; 0 keeps the original's (the gold recipe).", ge=0, le=EPOCHS_MAX
+    )
     seed: int = opt(
         -1,
         "Training seed (initialisation and data order); -1 keeps the original's, the gold "
         "recipe. Other values give gold models over seeds.",
+        ge=-1,
+        le=SEED_MAX,
     )
     show_progress: bool = opt(False, "Show a progress bar while training.")
 
     def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ConfigError(f"option 'epochs' must be >= 0, got {self.epochs}")
-        if self.seed < -1:
-            raise ConfigError(f"option 'seed' must be >= -1, got {self.seed}")
+        validate_config(self)
 
 
 @register_unlearner(

@@ -75,7 +75,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from obliviate.config import opt
+from obliviate.config import LR_MAX, STEPS_MAX, opt, validate_config
 from obliviate.errors import ConfigError, RequestError
 from obliviate.inference import batched_logits
 from obliviate.train import make_optimizer
@@ -259,24 +259,30 @@ def _pairwise_similarity(a: Tensor, b: Tensor, kind: str) -> Tensor:
 
 @dataclass
 class ROKAConfig:
-    iterations: int = opt(200, "N: optimisation steps (not published; stop rule may end earlier).")
+    iterations: int = opt(
+        200, "N: optimisation steps (not published; stop rule may end earlier).", ge=1, le=STEPS_MAX
+    )
     alpha: float = opt(
         10.0,
         "Healing factor α weighting L_heal against L_forget (not published; 10 chosen on MNIST, "
         "see the module docstring).",
+        ge=0,
     )
-    k: int = opt(32, "Siblings per forget sample: nearest retain samples in contribution space.")
-    lr: float = opt(0.01, "Learning rate η (not published).")
+    k: int = opt(
+        32, "Siblings per forget sample: nearest retain samples in contribution space.", ge=1
+    )
+    lr: float = opt(0.01, "Learning rate η (not published).", gt=0, le=LR_MAX)
     optimizer: Literal["sgd", "adam"] = opt("sgd", "Optimiser.")
-    momentum: float = opt(0.9, "SGD momentum.")
-    weight_decay: float = opt(0.0, "Weight decay.")
+    momentum: float = opt(0.9, "SGD momentum.", ge=0, lt=1)
+    weight_decay: float = opt(0.0, "Weight decay.", ge=0)
     batch_size: int = opt(
         128,
         "Retain samples per step (the pool siblings come from); also the number of request "
         "candidates scored per step.",
+        ge=1,
     )
     forget_batch: int = opt(
-        8, "Request samples x_f ascended per step (the paper draws 1; more is faster)."
+        8, "Request samples x_f ascended per step (the paper draws 1; more is faster).", ge=1
     )
     layer: str = opt(
         "",
@@ -288,7 +294,7 @@ class ROKAConfig:
         "auto: targeted when target_class is set or the request is a whole class (no retain "
         "sample has its label); else non-targeted.",
     )
-    target_class: int = opt(-1, "Forget class c for the targeted variant (-1: infer).")
+    target_class: int = opt(-1, "Forget class c for the targeted variant (-1: infer).", ge=-1)
     pseudo_labels: Literal["initial", "true", "current"] = opt(
         "initial",
         "Siblings' labels in L_heal: the frozen initial model's predictions (default), the "
@@ -298,25 +304,20 @@ class ROKAConfig:
         "cosine", "Distance in contribution space for choosing siblings."
     )
     grad_clip: float = opt(
-        1.0, "Clip the global gradient norm (0 disables); −L_forget is unbounded."
+        1.0, "Clip the global gradient norm (0 disables); −L_forget is unbounded.", ge=0
     )
     stop_forget_acc: float = opt(
         0.0,
         "Stop once the forget accuracy on the request (percent, true labels) is <= this; set it "
         "to gold's level for a request that is not a whole class (negative disables).",
+        le=100,
     )
     eval_every: int = opt(
-        1, "Check the stopping rule every this many steps (one pass over the request each)."
+        1, "Check the stopping rule every this many steps (one pass over the request each).", ge=1
     )
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "k", "batch_size", "forget_batch", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"roka: {name} must be >= 1, got {getattr(self, name)}")
-        if self.alpha < 0:
-            raise ConfigError(f"roka: alpha must be >= 0, got {self.alpha}")
-        if self.lr <= 0:
-            raise ConfigError(f"roka: lr must be > 0, got {self.lr}")
+        validate_config(self)
         if self.mode == "non_targeted" and self.target_class >= 0:
             raise ConfigError("roka: target_class is set but mode is 'non_targeted'")
 

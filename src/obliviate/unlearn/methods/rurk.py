@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from obliviate.config import opt
+from obliviate.config import STEPS_MAX, opt
 from obliviate.errors import ConfigError
 from obliviate.perturb import perturb
 from obliviate.unlearn.base import GradientConfig, GradientUnlearner, ce, register_unlearner
@@ -75,20 +75,23 @@ Perturbation = Literal["gaussian", "fgsm", "pgd"]
 
 @dataclass
 class RURKConfig(GradientConfig):
-    lambda_f: float = opt(0.03, "Weight λ_f of the ascent on the forget CE (RURK: 0.03).")
+    lambda_f: float = opt(0.03, "Weight λ_f of the ascent on the forget CE (RURK: 0.03).", ge=0)
     lambda_a: float = opt(
         0.03,
         "Weight λ_a of the perturbed-forget term (RURK: 0.03 small CIFAR-5, 0.00045 CIFAR-10).",
+        ge=0,
     )
     tau: float = opt(
         0.03,
         "Perturbation size in [0, 1] pixel units: Gaussian std, or ℓ∞ radius for fgsm/pgd "
         "(RURK: 0.03 ≈ 8/255).",
+        ge=0,
+        le=1,
     )
     perturbation: Perturbation = opt(
         "gaussian", "How perturbed forget samples are made (RURK default: gaussian)."
     )
-    v: int = opt(1, "Perturbed copies per forget sample and step (RURK: 1).")
+    v: int = opt(1, "Perturbed copies per forget sample and step (RURK: 1).", ge=1, le=1000)
     tau_sampling: Literal["fixed", "uniform"] = opt(
         "fixed",
         "gaussian only: 'fixed' uses std τ (RURK); 'uniform' draws each copy's std from U(0, τ) "
@@ -99,9 +102,9 @@ class RURKConfig(GradientConfig):
         "fgsm/pgd only: RURK App. B.4 targeted variant (random wrong label y', attack maximises "
         "CE(x', y'), term (ii) sign-flipped); False: x' minimises CE(x', y), term (ii) ascends.",
     )
-    pgd_steps: int = opt(10, "PGD steps (RURK App. C: 10).")
+    pgd_steps: int = opt(10, "PGD steps (RURK App. C: 10).", ge=1, le=STEPS_MAX)
     pgd_alpha: float = opt(
-        0.0, "PGD step size in pixel units (0: 2.5·τ/steps ≈ RURK's 2/255 at τ = 8/255)."
+        0.0, "PGD step size in pixel units (0: 2.5·τ/steps ≈ RURK's 2/255 at τ = 8/255).", ge=0
     )
     epochs: int = opt(2, "Passes over the retain set (RURK: N = 2).")
     lr: float = opt(0.01, "Learning rate (RURK: SGD 0.01).")
@@ -110,21 +113,6 @@ class RURKConfig(GradientConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("lambda_f", "lambda_a"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"rurk: {name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.tau <= 1.0:
-            raise ConfigError(f"rurk: tau must be in [0, 1] (pixel units), got {self.tau}")
-        if self.v < 1:
-            raise ConfigError(f"rurk: v must be >= 1, got {self.v}")
-        if self.pgd_steps < 1:
-            raise ConfigError(f"rurk: pgd_steps must be >= 1, got {self.pgd_steps}")
-        if self.pgd_alpha < 0:
-            raise ConfigError(f"rurk: pgd_alpha must be >= 0, got {self.pgd_alpha}")
-        if self.tau_sampling not in ("fixed", "uniform"):
-            raise ConfigError(
-                f"rurk: tau_sampling must be 'fixed' or 'uniform', got {self.tau_sampling!r}"
-            )
         if self.tau_sampling == "uniform" and self.perturbation != "gaussian":
             raise ConfigError(
                 "rurk: tau_sampling='uniform' applies to perturbation='gaussian' only, got "

@@ -73,14 +73,14 @@ class SalUnConfig(RandomLabelConfig):
     mask_fraction: float = opt(
         0.5,
         "Fraction of weights (global top |grad| on the forget set) that may change (SalUn: 0.5).",
+        gt=0,
+        le=1,
     )
     epochs: int = opt(2, "Passes over the retain set (SalUn: 10 on CIFAR-10).")
     lr: float = opt(0.01, "Learning rate (SalUn: 0.013; README 0.1 for random forgetting).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 < self.mask_fraction <= 1.0:
-            raise ConfigError(f"mask_fraction must be in (0, 1], got {self.mask_fraction}")
 
 
 @register_unlearner("salun", tags={"needs_retain"}, paper="Fan et al. 2024 (ICLR)")

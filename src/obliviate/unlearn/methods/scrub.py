@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from obliviate.config import opt
-from obliviate.errors import ConfigError, RequestError
+from obliviate.config import EPOCHS_MAX, opt
+from obliviate.errors import RequestError
 from obliviate.train import lr_lambda, make_optimizer
 from obliviate.unlearn.base import (
     ForgetStop,
@@ -84,16 +84,19 @@ def distill_kl(
 @dataclass
 class ScrubConfig(GradientConfig):
     alpha: float = opt(
-        0.001, "Weight of the KL term of the min-step on retain (SCRUB/RURK: 0.001)."
+        0.001, "Weight of the KL term of the min-step on retain (SCRUB/RURK: 0.001).", ge=0
     )
     gamma: float = opt(
-        0.99, "Weight of the CE term of the min-step (SCRUB code: 0.99; RURK: 1, 0.6, 75)."
+        0.99, "Weight of the CE term of the min-step (SCRUB code: 0.99; RURK: 1, 0.6, 75).", ge=0
     )
-    kd_T: float = opt(4.0, "Distillation temperature T (SCRUB: 4).")
+    kd_T: float = opt(4.0, "Distillation temperature T (SCRUB: 4).", gt=0)
     msteps: int = opt(
-        1, "The first msteps epochs start with a max-step pass over forget (SCRUB small-scale: 2)."
+        1,
+        "The first msteps epochs start with a max-step pass over forget (SCRUB small-scale: 2).",
+        ge=0,
+        le=EPOCHS_MAX,
     )
-    forget_batch_size: int = opt(32, "Batch size of the max-steps on forget (SCRUB: 32).")
+    forget_batch_size: int = opt(32, "Batch size of the max-steps on forget (SCRUB: 32).", ge=1)
     epochs: int = opt(
         3, "Epochs; each = optional max-pass on forget + min-pass on retain (SCRUB: 3)."
     )
@@ -104,12 +107,6 @@ class ScrubConfig(GradientConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.kd_T <= 0:
-            raise ConfigError(f"kd_T must be > 0, got {self.kd_T}")
-        if self.msteps < 0:
-            raise ConfigError(f"msteps must be >= 0, got {self.msteps}")
-        if self.forget_batch_size < 1:
-            raise ConfigError(f"forget_batch_size must be >= 1, got {self.forget_batch_size}")
 
 
 @register_unlearner("scrub", tags={"needs_retain"}, paper="Kurmanji et al. 2023 (NeurIPS)")

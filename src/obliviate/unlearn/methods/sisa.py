@@ -31,7 +31,7 @@ from torch import nn
 
 from obliviate import checkpoint
 from obliviate._io import read_json
-from obliviate.config import opt
+from obliviate.config import opt, validate_config
 from obliviate.data import ForgetRequest, ImageDataset, Split
 from obliviate.errors import CheckpointError, ConfigError, RequestError
 from obliviate.train import TrainConfig
@@ -66,6 +66,9 @@ class SisaConfig:
         "the task's retain set, or auto (the ensemble's if it holds them, else the task's).",
     )
     show_progress: bool = opt(False, "Show a progress bar per retrained slice stage.")
+
+    def __post_init__(self) -> None:
+        validate_config(self)
 
 
 @register_unlearner(

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from obliviate.config import opt
-from obliviate.errors import ConfigError, RequestError
+from obliviate.config import opt, validate_config
+from obliviate.errors import RequestError
 from obliviate.unlearn.base import Unlearner, register_unlearner
 from obliviate.unlearn.space import FloatRange, SearchSpace
 from obliviate.unlearn.task import TensorSet, UnlearnTask
@@ -50,19 +50,20 @@ from obliviate.utils import resolve_device
 
 @dataclass
 class SSDConfig:
-    alpha: float = opt(10.0, "Selection threshold: dampen entries with F_f > alpha*F_D (SSD: 10).")
-    lam: float = opt(1.0, "Dampening constant lambda: beta = min(lambda*F_D/F_f, 1) (SSD: 1).")
+    alpha: float = opt(
+        10.0, "Selection threshold: dampen entries with F_f > alpha*F_D (SSD: 10).", gt=0
+    )
+    lam: float = opt(
+        1.0, "Dampening constant lambda: beta = min(lambda*F_D/F_f, 1) (SSD: 1).", gt=0
+    )
     reference: Literal["train", "retain"] = opt(
         "train", "Set D of the reference importance: train = forget ∪ retain (paper), or retain."
     )
-    max_reference: int = opt(0, "Use at most this many samples of D, seeded (0: all of D).")
-    batch_size: int = opt(64, "Mini-batch size of both importance passes (SSD: 64).")
+    max_reference: int = opt(0, "Use at most this many samples of D, seeded (0: all of D).", ge=0)
+    batch_size: int = opt(64, "Mini-batch size of both importance passes (SSD: 64).", ge=1)
 
     def __post_init__(self) -> None:
-        if self.alpha <= 0 or self.lam <= 0:
-            raise ConfigError(f"alpha and lam must be > 0, got {self.alpha}, {self.lam}")
-        if self.batch_size < 1 or self.max_reference < 0:
-            raise ConfigError("batch_size must be >= 1 and max_reference >= 0")
+        validate_config(self)
 
 
 def _batches(
