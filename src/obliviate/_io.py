@@ -102,5 +102,9 @@ def read_json(
         raise error(f"{what} {missing}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise error(f"{what} {corrupt} ({e})") from None
+    except RecursionError:
+        raise error(f"{what} {corrupt} (nested too deeply)") from None
+    except IsADirectoryError:
+        raise error(f"{what} is a folder, not a file") from None
     except OSError as e:
         raise error(f"{what} cannot be read ({e})") from None
