@@ -18,6 +18,8 @@ from obliviate import cli_attacks, cli_heal, cli_scenarios
 from obliviate._io import atomic_write_json
 from obliviate.cli_common import (
     _fail,
+    _out_dir,
+    _out_file,
     _parse_classes,
     _size,
     app,
@@ -80,7 +82,7 @@ def models_list() -> None:
 
 @app.command()
 def train(
-    out: Annotated[Path, typer.Option(help="Checkpoint folder to write.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint folder to write.", callback=_out_dir)],
     dataset: Annotated[
         str, typer.Option(help="Dataset name (see `obliviate data list`).")
     ] = "mnist",
@@ -155,7 +157,9 @@ def train(
 def retrain(
     model: Annotated[Path, typer.Option(help="Checkpoint of the original model.")],
     request: Annotated[Path, typer.Option(help='Forget request JSON: {"ids": [...]}.')],
-    out: Annotated[Path, typer.Option(help="Checkpoint folder for the gold model.")],
+    out: Annotated[
+        Path, typer.Option(help="Checkpoint folder for the gold model.", callback=_out_dir)
+    ],
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
@@ -179,7 +183,7 @@ def eval_(
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write metrics here.")
+        Path | None, typer.Option("--json", help="Also write metrics here.", callback=_out_file)
     ] = None,
 ) -> None:
     """Accuracy per split part and per class of a checkpoint."""
@@ -228,7 +232,9 @@ def audit_(
         int | None, typer.Option(help="Use at most this many forget samples for r_τ.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the MIA sample and the perturbations.")] = 0,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the report here.", callback=_out_file)
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
 ) -> None:
     """Audit an unlearned model against the gold retrain: accuracy, UA, MIAs, Avg. Gap, r_τ, ..."""
@@ -288,7 +294,9 @@ def unlearn(
     method: Annotated[str, typer.Option(help="Method name (see `obliviate methods`).")],
     model: Annotated[Path, typer.Option(help="Checkpoint of the trained model.")],
     request: Annotated[Path, typer.Option(help='Forget request JSON: {"ids": [...]}.')],
-    out: Annotated[Path, typer.Option(help="Checkpoint folder for the unlearned model.")],
+    out: Annotated[
+        Path, typer.Option(help="Checkpoint folder for the unlearned model.", callback=_out_dir)
+    ],
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="A method option as key=value (repeatable)."),
@@ -329,7 +337,9 @@ def tune(
         list[str] | None,
         typer.Option("--set", help="A fixed method option key=value (repeatable)."),
     ] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the trials here.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the trials here.", callback=_out_file)
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
 ) -> None:
     """Pick a method's hyper-parameters by Avg. Gap to the gold model on a tuning seed."""

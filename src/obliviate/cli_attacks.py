@@ -18,12 +18,13 @@ from obliviate._io import atomic_write_json
 from obliviate.attacks.indirect import indirect_attack_report, resolve_class, select_indirect
 from obliviate.attacks.probe import probe as run_probe
 from obliviate.attacks.requests import select_request
-from obliviate.cli_common import _fail, _option_value, _size, console
+from obliviate.cli_common import _fail, _option_value, _out_dir, _out_file, _size, console
 from obliviate.config import parse_set_options
 from obliviate.data import ForgetRequest
 from obliviate.errors import CheckpointError, ConfigError, ObliviateError
 from obliviate.steps import load_artifact, load_request, unlearn_step
 from obliviate.train import evaluate
+from obliviate.unlearn import UNLEARNERS
 
 
 def requests_cmd(
@@ -35,7 +36,7 @@ def requests_cmd(
     ],
     budget: Annotated[str, typer.Option(help="Samples (int) or fraction of train (0-1).")],
     model: Annotated[Path, typer.Option(help="Checkpoint of the trained model.")],
-    out: Annotated[Path, typer.Option(help="Request JSON to write.")],
+    out: Annotated[Path, typer.Option(help="Request JSON to write.", callback=_out_file)],
     classes: Annotated[
         str | None, typer.Option(help="Classes the attacker may request (comma separated).")
     ] = None,
@@ -55,6 +56,8 @@ def requests_cmd(
 ) -> None:
     """Select an adversarial deletion request and (with --method) measure its damage."""
     try:
+        if method:
+            UNLEARNERS.get(method)  # an unknown method is refused before any work or write
         ck = load_artifact(model, device)
         ds = ck.dataset
         cls = None
@@ -77,13 +80,13 @@ def requests_cmd(
             device=device,
             **opts,
         )
-        sel.request.save(out)
         m_after = m_before = None
         if method:
             res = unlearn_step(method, ck, sel.request, seed=seed, device=device)
             kw = dict(parts=("test",), request=sel.request, per_class=False, device=device)
             m_before = evaluate(ck.model, ds, ck.split, **kw)
             m_after = evaluate(res.model, ds, ck.split, **kw)
+        sel.request.save(out)  # only once everything succeeded (temp file + rename)
     except ObliviateError as e:
         _fail(e)
     t = Table(title=f"request chosen by {strategy!r} ({len(sel.request)} samples)")
@@ -121,8 +124,12 @@ def indirect_cmd(
     budget: Annotated[
         str | None, typer.Option(help="Samples or fraction (required in samples mode).")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the chosen request here.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the chosen request here.", callback=_out_file)
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the report here.", callback=_out_file)
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the selection and unlearning.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
 ) -> None:
@@ -200,7 +207,8 @@ def probe_cmd(
         int | None, typer.Option(help="Probe at most this many request samples (seeded).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Folder for the best inputs and the summary.")
+        Path | None,
+        typer.Option(help="Folder for the best inputs and the summary.", callback=_out_dir),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the perturbations.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
