@@ -23,6 +23,7 @@ from obliviate.models import create_model
 from obliviate.report import build_report
 from obliviate.scenarios.cache import ArtifactCache
 from obliviate.scenarios.schema import ScenarioError, scenario_from_yaml
+from obliviate.steps.audit import audit_step
 
 runner = CliRunner()
 
@@ -257,3 +258,15 @@ def test_report_folder_swapped_whole(tmp_path):
     build_report(rows, [], out, generated="")
     assert {p.name for p in out.iterdir()} == {"report.md", "report.html", "figures"}
     assert [p.name for p in tmp_path.iterdir()] == ["rep"]
+
+
+@pytest.mark.parametrize("kind", ["test", "dup", "empty"])
+def test_audit_request_names_bad_ids(ck, kind):
+    path, ds, split = ck
+    t, i = int(split.test[0]), int(split.train[0])
+    ids = {"test": [t], "dup": [i, i], "empty": []}[kind]
+    with pytest.raises(RequestError) as e:
+        audit_step(str(path), request=ForgetRequest(ids), dataset=ds, split=split)
+    msg = str(e.value)
+    assert "gold" not in msg
+    assert (str(t) if kind == "test" else str(i) if kind == "dup" else "empty") in msg
