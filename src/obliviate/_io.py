@@ -2,15 +2,64 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+#: Temporary names beside a target: ``.{name}.{pid}.{hex}.tmp`` (or ``.old``), so that a later
+#: writer can tell the leftovers of a killed process (its pid is gone) from live ones.
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{32}\.(?:tmp|old)$")
+
+
+def _temp_name(path: Path, suffix: str) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.{suffix}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    except OverflowError:
+        return False
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike[str], name: str | None = None) -> list[Path]:
+    """Remove the temporary files and folders that killed writers left in ``folder``.
+
+    Only names of the form ``.{name}.{pid}.{hex}.tmp|old`` whose ``pid`` is no longer running are
+    removed (restricted to target ``name`` if given); a live writer's temporaries are kept.
+    Returns what was removed.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    try:
+        entries = list(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for e in entries:
+        m = _TEMP.match(e.name)
+        if m is None or (name is not None and m["name"] != name) or _pid_alive(int(m["pid"])):
+            continue
+        if e.is_dir() and not e.is_symlink():
+            shutil.rmtree(e, ignore_errors=True)
+        else:
+            e.unlink(missing_ok=True)
+        removed.append(e)
+    return removed
 
 
 @contextmanager
@@ -21,9 +70,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temp_name(path, "tmp")
+    tmp_path.touch(exist_ok=False)
     try:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
@@ -43,25 +91,44 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
+def _swap_in(tmp: Path, path: Path) -> None:
+    """Move folder ``tmp`` to ``path``, replacing whatever is there, safe against other
+    processes replacing ``path`` at the same time (the last rename wins; nothing is left over)."""
+    for _ in range(10_000):
+        try:
+            os.replace(tmp, path)  # succeeds when path is absent (or an empty folder)
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise
+        old = _temp_name(path, "old")
+        try:
+            os.replace(path, old)
+        except FileNotFoundError:
+            continue  # another writer moved it away first: try again
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    raise OSError(f"could not replace {path}: other writers kept replacing it")
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces directory ``path`` as a whole.
 
     Readers never see a half-written directory: either the old one or the complete new one.
+    Concurrent writers of the same ``path`` do not fail (the last one wins) and leave no
+    ``.old`` folders; temporaries of killed writers of ``path`` are removed on the next start.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    clean_stale_temps(path.parent, path.name)
+    tmp = _temp_name(path, "tmp")
+    tmp.mkdir()
     try:
         yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            old.rmdir()
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -102,5 +169,9 @@ def read_json(
         raise error(f"{what} {missing}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise error(f"{what} {corrupt} ({e})") from None
+    except RecursionError:
+        raise error(f"{what} {corrupt} (nested too deeply)") from None
+    except IsADirectoryError:
+        raise error(f"{what} is a folder, not a file") from None
     except OSError as e:
         raise error(f"{what} cannot be read ({e})") from None

@@ -3,6 +3,11 @@
 The folder is written atomically (temp folder + rename), so a killed write never leaves a
 half-written checkpoint. :func:`load_checkpoint` verifies the weights' SHA-256, the model spec and
 the split hash, and refuses any mismatch with a :class:`CheckpointError` that says what differs.
+
+``meta.json`` is checked against a schema on read (:func:`read_meta`): each field's type, and
+bounds that keep a forged sidecar from allocating absurd models (an image side above
+:data:`MAX_IMAGE_SIDE`, more than :data:`MAX_CLASSES` classes, a sidecar above
+:data:`MAX_META_BYTES`). Weights holding NaN or ±inf are refused unless ``allow_nonfinite=True``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ from obliviate.models import create_model
 
 FORMAT = "obliviate.checkpoint/1"
 WEIGHTS, META, SPLIT = "model.safetensors", "meta.json", "split.json"
+#: Largest image height or width a checkpoint's model spec may ask for (pixels).
+MAX_IMAGE_SIDE = 4096
+#: Most classes (and input channels: :data:`MAX_CHANNELS`) a model spec may ask for.
+MAX_CLASSES, MAX_CHANNELS = 100_000, 64
+#: Largest ``meta.json`` read (bytes); a real one holds a few kB of provenance.
+MAX_META_BYTES = 16 << 20
 
 
 @dataclass
@@ -114,13 +125,23 @@ def _json_default(o: Any) -> Any:
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a checkpoint's ``meta.json`` without loading the weights."""
+    """Read ``meta.json`` and check it against the checkpoint schema, without loading weights.
+
+    Raises :class:`CheckpointError` naming the file and the field for a missing or mistyped
+    field or a model spec beyond the documented bounds.
+    """
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(
             f"checkpoint {path} does not exist (expected a folder with {META} and {WEIGHTS})"
         )
     mp = path / META
+    if mp.is_dir():
+        raise CheckpointError(f"checkpoint {path}: {META} is a folder, not a file")
+    if mp.is_file() and mp.stat().st_size > MAX_META_BYTES:
+        raise CheckpointError(
+            f"checkpoint {path}: {META} is larger than {MAX_META_BYTES >> 20} MiB; refused"
+        )
     meta = read_json(
         mp,
         f"checkpoint {path}: {META}",
@@ -131,7 +152,68 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     fmt = meta.get("format") if isinstance(meta, dict) else None
     if fmt != FORMAT:
         raise CheckpointError(f"checkpoint {path}: {META} has format {fmt!r}, expected {FORMAT!r}")
+    problem = _meta_problem(meta)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {path}: {META}: {problem}")
     return meta
+
+
+def _int_in(v: Any, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _model_problem(spec: Any) -> str | None:
+    """What is wrong with a ``model`` spec (``{"name", "kwargs"}``), or None."""
+    if spec is None:
+        return None  # a user's own architecture: load_checkpoint asks for model=
+    if not isinstance(spec, dict):
+        return f"field 'model' must be an object {{name, kwargs}}, got {type(spec).__name__}"
+    if not isinstance(spec.get("name"), str) or not spec["name"]:
+        return "field 'model.name' must be a non-empty string"
+    kw = spec.get("kwargs")
+    if not isinstance(kw, dict):
+        return f"field 'model.kwargs' must be an object, got {type(kw).__name__}"
+    if "num_classes" in kw and not _int_in(kw["num_classes"], 2, MAX_CLASSES):
+        return f"field 'model.kwargs.num_classes' must be an int in [2, {MAX_CLASSES}]"
+    if "in_channels" in kw and not _int_in(kw["in_channels"], 1, MAX_CHANNELS):
+        return f"field 'model.kwargs.in_channels' must be an int in [1, {MAX_CHANNELS}]"
+    size = kw.get("image_size")
+    if size is not None:
+        sides = [size] if not isinstance(size, list) else size
+        if len(sides) not in (1, 2) or not all(_int_in(v, 1, MAX_IMAGE_SIDE) for v in sides):
+            return (
+                f"field 'model.kwargs.image_size' must be 1 or 2 ints in [1, {MAX_IMAGE_SIDE}], "
+                f"got {size!r:.80}"
+            )
+    return None
+
+
+def _meta_problem(meta: dict[str, Any]) -> str | None:
+    """The first schema violation of a parsed ``meta.json``, or None."""
+    if "model" not in meta:
+        return "field 'model' is missing"
+    problem = _model_problem(meta["model"])
+    if problem is not None:
+        return problem
+    for key in ("weights_sha256", "split_sha256", "split_hash"):
+        if not isinstance(meta.get(key), str):
+            return f"field {key!r} must be a string"
+    d = meta.get("dataset")
+    if not isinstance(d, dict):
+        return f"field 'dataset' must be an object, got {type(d).__name__}"
+    if not isinstance(d.get("fingerprint"), str):
+        return "field 'dataset.fingerprint' must be a string"
+    if "num_classes" in d and not _int_in(d["num_classes"], 2, MAX_CLASSES):
+        return f"field 'dataset.num_classes' must be an int in [2, {MAX_CLASSES}]"
+    names = d.get("class_names")
+    if names is not None and (not isinstance(names, list) or len(names) > MAX_CLASSES):
+        return f"field 'dataset.class_names' must be a list of at most {MAX_CLASSES} names"
+    if d.get("source") is not None and not isinstance(d["source"], dict):
+        return "field 'dataset.source' must be an object"
+    r = meta.get("request")
+    if r is not None and (not isinstance(r, dict) or not isinstance(r.get("ids"), list)):
+        return "field 'request' must be null or an object with a list 'ids'"
+    return None
 
 
 def load_checkpoint(
@@ -141,13 +223,15 @@ def load_checkpoint(
     expect_model: str | None = None,
     expect_split_hash: str | None = None,
     device: str | torch.device = "cpu",
+    allow_nonfinite: bool = False,
 ) -> Checkpoint:
     """Load and verify a checkpoint folder.
 
     Raises :class:`CheckpointError` if a file is missing, truncated or corrupt (SHA-256 check), if
     the weights do not fit the recorded (or the given) architecture, or if ``expect_model`` /
     ``expect_split_hash`` differ from what the checkpoint records. Pass ``model`` to load weights
-    into your own (unregistered) architecture.
+    into your own (unregistered) architecture. Weights holding NaN or ±inf are refused unless
+    ``allow_nonfinite=True`` (an explicit opt-in, e.g. to inspect a diverged model).
     """
     path = Path(path)
     meta = read_meta(path)
@@ -155,6 +239,8 @@ def load_checkpoint(
     for f in (wp, sp):
         if not f.exists():
             raise CheckpointError(f"checkpoint {path}: {f.name} is missing")
+        if not f.is_file():
+            raise CheckpointError(f"checkpoint {path}: {f.name} is a folder, not a file")
     if sha256_file(wp) != meta.get("weights_sha256"):
         raise CheckpointError(
             f"checkpoint {path}: {WEIGHTS} is corrupt or truncated (SHA-256 mismatch)"
@@ -189,7 +275,7 @@ def load_checkpoint(
             )
         try:
             model = create_model(spec["name"], **spec["kwargs"])
-        except ObliviateError as e:
+        except (ObliviateError, TypeError) as e:
             raise CheckpointError(
                 f"checkpoint {path}: cannot rebuild model {spec['name']!r}: {e}"
             ) from None
@@ -206,6 +292,15 @@ def load_checkpoint(
             f"checkpoint {path} does not fit the architecture {type(model).__name__}: "
             f"missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatch {shapes[:5]}"
         )
+    if not allow_nonfinite:
+        bad = [
+            k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())
+        ]
+        if bad:
+            raise CheckpointError(
+                f"checkpoint {path}: {WEIGHTS} holds non-finite values (NaN or inf) in "
+                f"{bad[:5]}; pass allow_nonfinite=True to load it anyway"
+            )
     model.load_state_dict(state)
     model.to(device).eval()
     return Checkpoint(path, model, meta, split)

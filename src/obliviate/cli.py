@@ -20,6 +20,8 @@ from obliviate.cli_common import (
     DEVICE_HELP,
     _device_option,
     _fail,
+    _out_dir,
+    _out_file,
     _parse_classes,
     _seed_option,
     _size,
@@ -83,7 +85,7 @@ def models_list() -> None:
 
 @app.command()
 def train(
-    out: Annotated[Path, typer.Option(help="Checkpoint folder to write.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint folder to write.", callback=_out_dir)],
     dataset: Annotated[
         str, typer.Option(help="Dataset name (see `obliviate data list`).")
     ] = "mnist",
@@ -160,7 +162,9 @@ def train(
 def retrain(
     model: Annotated[Path, typer.Option(help="Checkpoint of the original model.")],
     request: Annotated[Path, typer.Option(help='Forget request JSON: {"ids": [...]}.')],
-    out: Annotated[Path, typer.Option(help="Checkpoint folder for the gold model.")],
+    out: Annotated[
+        Path, typer.Option(help="Checkpoint folder for the gold model.", callback=_out_dir)
+    ],
     device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
@@ -184,7 +188,7 @@ def eval_(
     ] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write metrics here.")
+        Path | None, typer.Option("--json", help="Also write metrics here.", callback=_out_file)
     ] = None,
 ) -> None:
     """Accuracy per split part and per class of a checkpoint."""
@@ -236,7 +240,9 @@ def audit_(
         int,
         typer.Option(help="Seed of the MIA sample and the perturbations.", callback=_seed_option),
     ] = 0,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the report here.", callback=_out_file)
+    ] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
 ) -> None:
     """Audit an unlearned model against the gold retrain: accuracy, UA, MIAs, Avg. Gap, r_τ, ..."""
@@ -296,7 +302,9 @@ def unlearn(
     method: Annotated[str, typer.Option(help="Method name (see `obliviate methods`).")],
     model: Annotated[Path, typer.Option(help="Checkpoint of the trained model.")],
     request: Annotated[Path, typer.Option(help='Forget request JSON: {"ids": [...]}.')],
-    out: Annotated[Path, typer.Option(help="Checkpoint folder for the unlearned model.")],
+    out: Annotated[
+        Path, typer.Option(help="Checkpoint folder for the unlearned model.", callback=_out_dir)
+    ],
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="A method option as key=value (repeatable)."),
@@ -342,7 +350,9 @@ def tune(
         list[str] | None,
         typer.Option("--set", help="A fixed method option key=value (repeatable)."),
     ] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the trials here.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the trials here.", callback=_out_file)
+    ] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=_device_option)] = "cpu",
 ) -> None:
     """Pick a method's hyper-parameters by Avg. Gap to the gold model on a tuning seed."""

@@ -23,6 +23,8 @@ from obliviate.cli_common import (
     _device_option,
     _fail,
     _option_value,
+    _out_dir,
+    _out_file,
     _seed_option,
     _size,
     console,
@@ -32,6 +34,7 @@ from obliviate.data import ForgetRequest
 from obliviate.errors import CheckpointError, ConfigError, ObliviateError
 from obliviate.steps import load_artifact, load_request, unlearn_step
 from obliviate.train import evaluate
+from obliviate.unlearn import UNLEARNERS
 
 
 def requests_cmd(
@@ -43,7 +46,7 @@ def requests_cmd(
     ],
     budget: Annotated[str, typer.Option(help="Samples (int) or fraction of train (0-1).")],
     model: Annotated[Path, typer.Option(help="Checkpoint of the trained model.")],
-    out: Annotated[Path, typer.Option(help="Request JSON to write.")],
+    out: Annotated[Path, typer.Option(help="Request JSON to write.", callback=_out_file)],
     classes: Annotated[
         str | None, typer.Option(help="Classes the attacker may request (comma separated).")
     ] = None,
@@ -65,6 +68,8 @@ def requests_cmd(
 ) -> None:
     """Select an adversarial deletion request and (with --method) measure its damage."""
     try:
+        if method:
+            UNLEARNERS.get(method)  # an unknown method is refused before any work or write
         ck = load_artifact(model, device)
         ds = ck.dataset
         cls = None
@@ -87,13 +92,13 @@ def requests_cmd(
             device=device,
             **opts,
         )
-        sel.request.save(out)
         m_after = m_before = None
         if method:
             res = unlearn_step(method, ck, sel.request, seed=seed, device=device)
             kw = dict(parts=("test",), request=sel.request, per_class=False, device=device)
             m_before = evaluate(ck.model, ds, ck.split, **kw)
             m_after = evaluate(res.model, ds, ck.split, **kw)
+        sel.request.save(out)  # only once everything succeeded (temp file + rename)
     except ObliviateError as e:
         _fail(e)
     t = Table(title=f"request chosen by {strategy!r} ({len(sel.request)} samples)")
@@ -131,8 +136,12 @@ def indirect_cmd(
     budget: Annotated[
         str | None, typer.Option(help="Samples or fraction (required in samples mode).")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the chosen request here.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the chosen request here.", callback=_out_file)
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the report here.", callback=_out_file)
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed of the selection and unlearning.", callback=_seed_option)
     ] = 0,
@@ -212,7 +221,8 @@ def probe_cmd(
         int | None, typer.Option(help="Probe at most this many request samples (seeded).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Folder for the best inputs and the summary.")
+        Path | None,
+        typer.Option(help="Folder for the best inputs and the summary.", callback=_out_dir),
     ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed of the perturbations.", callback=_seed_option)

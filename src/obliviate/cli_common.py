@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -32,6 +34,50 @@ console = Console()
 def _fail(e: Exception) -> NoReturn:
     typer.echo(f"error: {e}", err=True)  # one unwrapped line that names the bad input
     raise typer.Exit(code=2)
+
+
+#: Folders no output may be written under (kernel and device file systems).
+_SYSTEM_DIRS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def check_output_path(path: Path, kind: str) -> None:
+    """Refuse (:class:`ConfigError`, naming ``path``) an output that cannot be written: one under
+    an existing file or a system folder, a folder where a ``"file"`` is wanted (or a file where
+    a ``"folder"`` is), or one whose nearest existing folder is not writable. Nothing is created."""
+    resolved = path.expanduser().absolute()
+    for sysdir in _SYSTEM_DIRS:
+        if resolved == sysdir or sysdir in resolved.parents:
+            raise ConfigError(f"cannot write {path}: it lies under the system folder {sysdir}")
+    if kind == "file" and path.is_dir():
+        raise ConfigError(f"cannot write {path}: it is a folder, expected a file path")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise ConfigError(f"cannot write {path}: it is a file, expected a folder")
+    for parent in resolved.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"cannot write {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"cannot write {path}: folder {parent} is not writable")
+            return
+
+
+def _out_path(value: Path | None, kind: str) -> Path | None:
+    if value is not None:
+        try:
+            check_output_path(value, kind)
+        except ConfigError as e:
+            _fail(e)
+    return value
+
+
+def _out_file(value: Path | None) -> Path | None:
+    """Option callback: ``value`` must be writable as a file (checked before the verb runs)."""
+    return _out_path(value, "file")
+
+
+def _out_dir(value: Path | None) -> Path | None:
+    """Option callback: ``value`` must be writable as a folder (checked before the verb runs)."""
+    return _out_path(value, "folder")
 
 
 def _parse_classes(classes: str | None) -> list[str] | None:
@@ -134,11 +180,14 @@ __all__ = [
     "_device_option",
     "_fail",
     "_option_value",
+    "_out_dir",
+    "_out_file",
     "_parse_classes",
     "_seed_option",
     "_seeds",
     "_size",
     "app",
+    "check_output_path",
     "console",
     "data_app",
     "print_metrics",

@@ -13,7 +13,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from obliviate.cli_common import DEVICE_HELP, _device_option, _fail, _seed_option, console
+from obliviate.cli_common import (
+    DEVICE_HELP,
+    _device_option,
+    _fail,
+    _out_dir,
+    _seed_option,
+    console,
+)
 from obliviate.config import build_config, parse_set_options
 from obliviate.defenses.healing import HealConfig
 from obliviate.defenses.similarity import check_similarity
@@ -24,7 +31,9 @@ from obliviate.steps import POOLS, heal_step
 def heal_cmd(
     unlearned: Annotated[Path, typer.Option(help="Checkpoint of the unlearned model.")],
     request: Annotated[Path, typer.Option(help='Forget request JSON: {"ids": [...]}.')],
-    out: Annotated[Path, typer.Option(help="Checkpoint folder for the healed model.")],
+    out: Annotated[
+        Path, typer.Option(help="Checkpoint folder for the healed model.", callback=_out_dir)
+    ],
     pool: Annotated[
         str, typer.Option(help="twins (reserve twins), spares (general spare set) or none.")
     ] = "twins",

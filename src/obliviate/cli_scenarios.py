@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from typer.core import TyperCommand
 
-from obliviate.cli_common import DEVICE_HELP, _device_option, _fail, _seeds, console
+from obliviate.cli_common import (
+    DEVICE_HELP,
+    _device_option,
+    _fail,
+    _out_dir,
+    _out_file,
+    _seeds,
+    console,
+)
 from obliviate.errors import ConfigError, ObliviateError
 from obliviate.report.console import print_table
 from obliviate.scenarios import (
@@ -58,7 +66,10 @@ def register(app: typer.Typer) -> None:
     def report(
         results: Annotated[Path, typer.Argument(help="Results store (SQLite file).")],
         out: Annotated[
-            Path, typer.Option(help="Output folder: report.md, report.html, figures/.")
+            Path,
+            typer.Option(
+                help="Output folder: report.md, report.html, figures/.", callback=_out_dir
+            ),
         ] = Path("report"),
         scenario: Annotated[str | None, typer.Option(help="Only this scenario.")] = None,
     ) -> None:
@@ -73,11 +84,11 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
         scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
-        results: Annotated[Path, typer.Option(help="Results store (SQLite file).")] = Path(
-            "obliviate-results.db"
-        ),
+        results: Annotated[
+            Path, typer.Option(help="Results store (SQLite file).", callback=_out_file)
+        ] = Path("obliviate-results.db"),
         cache: Annotated[
-            Path, typer.Option(help="Artifact cache folder (models, requests).")
+            Path, typer.Option(help="Artifact cache folder (models, requests).", callback=_out_dir)
         ] = Path(".obliviate-cache"),
         seeds: Annotated[
             str | None, typer.Option(help="Comma-separated seeds (overrides the file's).")
@@ -99,16 +110,16 @@ def register(app: typer.Typer) -> None:
         try:
             seed_list = _seeds(seeds)
             scn = apply_sets(load_scenario(scenario, size=size), set_ or [])
-            store = ResultsStore(results)
-            res = run_scenario(
+            res = run_scenario(  # opens the store only once the scenario validated
                 scn,
-                results=store,
+                results=results,
                 cache=cache,
                 seeds=seed_list,
                 device=device,
                 show_progress=not quiet,
                 console=None if quiet else console,
             )
+            store = ResultsStore(results, read_only=True)
         except ObliviateError as e:
             _fail(e)
         _print_result(res, store)
@@ -124,12 +135,12 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         quick: Annotated[bool, typer.Option(help="Alias of --size quick.")] = False,
-        results: Annotated[Path, typer.Option(help="Results store (SQLite file).")] = Path(
-            "obliviate-bench.db"
-        ),
-        cache: Annotated[Path, typer.Option(help="Artifact cache folder.")] = Path(
-            ".obliviate-cache"
-        ),
+        results: Annotated[
+            Path, typer.Option(help="Results store (SQLite file).", callback=_out_file)
+        ] = Path("obliviate-bench.db"),
+        cache: Annotated[
+            Path, typer.Option(help="Artifact cache folder.", callback=_out_dir)
+        ] = Path(".obliviate-cache"),
         seeds: Annotated[
             str | None, typer.Option(help="Comma-separated seeds (overrides the suite's).")
         ] = None,
@@ -150,22 +161,22 @@ def register(app: typer.Typer) -> None:
                 apply_sets(s, sets)
                 for s in load_suite(suite, "quick" if quick else (size or "full"))
             ]
-            store = ResultsStore(results)
             for scn in scenarios:
                 console.rule(f"{suite}: {scn.name}")
                 res = run_scenario(
                     scn,
-                    results=store,
+                    results=results,
                     cache=cache,
                     seeds=seed_list,
                     device=device,
                     show_progress=not quiet,
                     console=None if quiet else console,
                 )
+                store = ResultsStore(results, read_only=True)
                 _print_result(res, store)
             if seeds is not None:
                 scenarios = [s.model_copy(update={"seeds": seed_list}) for s in scenarios]
-            print_suite(suite, store, scenarios, console)
+            print_suite(suite, ResultsStore(results, read_only=True), scenarios, console)
         except ObliviateError as e:
             _fail(e)
 

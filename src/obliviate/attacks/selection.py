@@ -134,6 +134,10 @@ def candidate_ids(
         ctrl = torch.as_tensor(controlled_ids, dtype=torch.int64).reshape(-1)
         if ctrl.numel() == 0:
             raise RequestError("controlled_ids is empty: the attacker controls no sample")
+        uniq, counts = torch.unique(ctrl, return_counts=True)
+        if bool((counts > 1).any()):
+            dups = uniq[counts > 1].tolist()
+            raise RequestError(f"controlled_ids has duplicate ids: {dups[:10]}")
         outside = ctrl[~torch.isin(ctrl, split.train)]
         if outside.numel():
             raise RequestError(

@@ -17,6 +17,9 @@ from obliviate.data.dataset import _fmt_ids
 from obliviate.data.split import Split
 from obliviate.errors import RequestError
 
+#: Largest sample id a request may name (int64, the dtype of every id tensor).
+MAX_ID = 2**63 - 1
+
 
 @dataclass(frozen=True)
 class ForgetRequest:
@@ -41,7 +44,14 @@ class ForgetRequest:
             raise RequestError(f"request ids must be a sequence of integers, got {ids!r}") from None
         bad = [i for i in items if isinstance(i, bool) or not isinstance(i, int | np.integer)]
         if bad:
-            raise RequestError(f"request ids must be integers; not integers: {bad[:10]!r}")
+            shown = ", ".join(f"{b!r:.40}" for b in bad[:5])
+            raise RequestError(f"request ids must be integers; not integers: [{shown}]")
+        huge = [str(int(i)) for i in items if not -MAX_ID - 1 <= int(i) <= MAX_ID]
+        if huge:
+            shown = ", ".join(
+                h if len(h) <= 24 else f"{h[:12]}…({len(h)} digits)" for h in huge[:5]
+            )
+            raise RequestError(f"request ids must fit in int64; out of range: [{shown}]")
         as_ints = tuple(int(i) for i in items)
         object.__setattr__(self, "ids", as_ints)
         object.__setattr__(self, "name", name)

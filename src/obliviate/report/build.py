@@ -74,7 +74,9 @@ def build_report(
     Malformed rows (a missing key, an unknown step, a non-integer seed, duplicates of one
     scenario/step_index/step/method/variant/seed, a metric that is neither a number nor a
     skip reason) raise :class:`DataFormatError` naming the row. ``out_dir/figures`` belongs to
-    the report and is replaced whole (atomically); the two pages are written atomically.
+    the report. A folder that holds only the report (or does not exist yet) is built beside it
+    and swapped in at once, so a kill never leaves a mix of old and new; in a folder holding
+    other files too, ``figures`` is replaced whole and the two pages atomically, one by one.
     """
     checked = check_rows(rows)
     entries_ledger = check_ledger(ledger)
@@ -89,16 +91,59 @@ def build_report(
     if generated is None:
         now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         generated = f"generated {now}"
-    with atomic_dir(out / FIGURES_DIR) as tmp:
-        b = Builder(tmp, colors, taus)
-        overview(b, grouped)
-        for scn, groups in grouped.items():
-            _scenario(b, scn, groups, entries_ledger)
+    if not out.exists() or {e.name for e in out.iterdir()} <= _OWN:
+        with atomic_dir(out) as tmp:  # the whole folder swapped at once: never a mix
+            b, _ = _write(tmp, grouped, entries_ledger, colors, taus, title, generated)
+            _publishable(tmp / FIGURES_DIR, tmp / "report.md", tmp / "report.html")
+        out.chmod(0o777 & ~_umask())
+    else:  # a folder holding other files too: replace only what belongs to the report
+        with atomic_dir(out / FIGURES_DIR) as tmp:
+            b, (md, html) = _write(
+                tmp, grouped, entries_ledger, colors, taus, title, generated, pages=False
+            )
+        atomic_write_bytes(out / "report.md", md)
+        atomic_write_bytes(out / "report.html", html)
+        _publishable(out / FIGURES_DIR, out / "report.md", out / "report.html")
     md_path, html_path = out / "report.md", out / "report.html"
-    atomic_write_bytes(md_path, render_md(b.blocks, title, generated).encode("utf-8"))
-    atomic_write_bytes(html_path, render_html(b.blocks, title, generated).encode("utf-8"))
-    _publishable(out / FIGURES_DIR, md_path, html_path)
     return ReportPaths(md_path, html_path, [out / FIGURES_DIR / n for n in b.images])
+
+
+#: What a report folder holds (a folder holding only these is replaced as a whole).
+_OWN = {"report.md", "report.html", FIGURES_DIR}
+
+
+def _write(
+    folder: Path,
+    grouped: dict[str, list[Group]],
+    ledger: list[Mapping[str, Any]],
+    colors: Any,
+    taus: Sequence[float] | None,
+    title: str,
+    generated: str,
+    *,
+    pages: bool = True,
+) -> tuple[Builder, tuple[bytes, bytes]]:
+    """Render figures into ``folder/figures`` (``folder`` itself when ``pages`` is False) and,
+    with ``pages``, ``report.md`` and ``report.html`` into ``folder``; return the builder and
+    the two rendered pages."""
+    figs = folder / FIGURES_DIR if pages else folder
+    figs.mkdir(exist_ok=True)
+    b = Builder(figs, colors, taus)
+    overview(b, grouped)
+    for scn, groups in grouped.items():
+        _scenario(b, scn, groups, ledger)
+    md = render_md(b.blocks, title, generated).encode("utf-8")
+    html = render_html(b.blocks, title, generated).encode("utf-8")
+    if pages:
+        (folder / "report.md").write_bytes(md)
+        (folder / "report.html").write_bytes(html)
+    return b, (md, html)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def _scenario(b: Builder, scn: str, groups: list[Group], ledger: list[Mapping[str, Any]]) -> None:

@@ -7,7 +7,8 @@ reuses the artifacts; a changed field changes the key of the artifacts that depe
 of those (a changed method config leaves the original and gold keys alone). Model artifacts are
 checkpoint folders written atomically by :func:`obliviate.checkpoint.save_checkpoint` (or
 :func:`obliviate.unlearn.sisa.save_sisa`); requests are JSON written with ``atomic_write_json``.
-A killed run therefore leaves either a complete artifact or none.
+A killed run therefore leaves either a complete artifact or none; the temporary folders a killed
+writer leaves behind are removed when the next :class:`ArtifactCache` opens the folder.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from obliviate._io import hash_parts
+from obliviate._io import clean_stale_temps, hash_parts
+from obliviate.errors import ConfigError
 from obliviate.scenarios.schema import canonical_json
 
 #: Bumped when the meaning of a cached artifact changes (invalidates every key).
@@ -33,7 +35,14 @@ class ArtifactCache:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"artifact cache {self.root} is a file, not a folder")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"artifact cache {self.root} cannot be created: {e}") from None
+        for kind in [self.root, *(d for d in self.root.iterdir() if d.is_dir())]:
+            clean_stale_temps(kind)  # leftovers of killed writers
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
 

@@ -126,7 +126,11 @@ def model_artifact(
     path = ctx.cache.path(kind, key)
     if side is not None:
         rec = json.loads(side.read_text())
-        model = load_artifact(path, ctx.device, dataset=ctx.dataset, split=ctx.split).model
+        # a cached artifact is the run's own output: a diverged (non-finite) model reloads as it
+        # was computed, so a resumed run records the same row instead of stopping
+        model = load_artifact(
+            path, ctx.device, dataset=ctx.dataset, split=ctx.split, allow_nonfinite=True
+        ).model
         ctx.log(f"{what}: cached ({rec['seconds']:.1f} s when computed)")
         return Artifact(key, path, model, float(rec["seconds"]), True, rec.get("stats", {}))
     model, seconds, stats, save = compute()

@@ -508,10 +508,33 @@ def run_scenario(
     if device is not None:
         scn = scn.model_copy(update={"device": device})
     dev = str(resolve_device(scn.device))
-    store = results if isinstance(results, ResultsStore) else ResultsStore(results)
-    art_cache = cache if isinstance(cache, ArtifactCache) else ArtifactCache(cache)
-    config_hash = scn.config_hash()
     check_tuning_seed(scn)
+    art_cache = cache if isinstance(cache, ArtifactCache) else ArtifactCache(cache)
+    if isinstance(results, ResultsStore):
+        return _run(scn, results, art_cache, dev, show_progress, console, on_event)
+    created = not Path(results).exists()  # the store is opened only once the inputs validated
+    store = ResultsStore(results)
+    try:
+        return _run(scn, store, art_cache, dev, show_progress, console, on_event)
+    except BaseException:
+        if created and not store.rows():
+            store.close()  # a failed run leaves no empty store behind
+            for f in (Path(results), Path(f"{results}-wal"), Path(f"{results}-shm")):
+                f.unlink(missing_ok=True)
+        raise
+
+
+def _run(
+    scn: Scenario,
+    store: ResultsStore,
+    art_cache: ArtifactCache,
+    dev: str,
+    show_progress: bool,
+    console: Console | None,
+    on_event: EventFn | None,
+) -> RunResult:
+    """The body of :func:`run_scenario` once the scenario, device and store are ready."""
+    config_hash = scn.config_hash()
     store.put_scenario(scn.name, config_hash, scn.model_dump(mode="json"))
     t0 = time.perf_counter()
     written = skipped = 0

@@ -20,6 +20,7 @@ semantic checks against the registries); this module holds :class:`Scenario` and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +58,9 @@ from obliviate.scenarios.yaml_lines import _apply_size, _dotted, _kind, _read, _
 from obliviate.train import TrainConfig
 from obliviate.unlearn import UNLEARNERS
 
+#: What a scenario name may hold: it becomes folder and store names.
+_NAME = re.compile(r"[A-Za-z0-9][\w .+=@-]{0,127}")
+
 
 class Scenario(_Strict):
     """A validated scenario. Build with :func:`load_scenario` or :meth:`from_dict`."""
@@ -93,6 +97,17 @@ class Scenario(_Strict):
     @classmethod
     def _seeds(cls, v: list[int]) -> list[int]:
         return check_seeds(v)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not _NAME.fullmatch(v) or ".." in v:
+            raise ValueError(
+                f"scenario name {v[:60]!r} may hold only letters, digits, spaces and _ - . + = @ "
+                "(at most 128 characters, starting with a letter or digit, no '..'): it names "
+                "folders and store rows"
+            )
+        return v
 
     @field_validator("requests", mode="before")
     @classmethod

@@ -4,6 +4,11 @@ The YAML is *composed* (not just loaded) so that every key and list item keeps i
 ``extends: base.yaml`` (relative to the file) deep-merges a file over another one, and
 ``sizes: {quick: {...}, full: {...}}`` holds overlays picked with ``size=`` (mappings merge key
 by key; lists and scalars replace). Each merged value keeps the (file, line) it came from.
+
+The YAML is read with limits, so a hostile or mistaken file is refused at once instead of hanging
+or exhausting memory: at most :data:`MAX_BYTES` per file, :data:`MAX_DEPTH` levels of nesting,
+:data:`MAX_ALIASES` aliases, :data:`MAX_NODES` values after aliases are expanded (a "billion
+laughs" bomb), :data:`MAX_LIST` items per list, and integers within int64, floats finite.
 """
 
 from __future__ import annotations
@@ -18,6 +23,56 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from obliviate.scenarios.specs import Loc, ScenarioError
 
+#: Limits of a scenario file (see the module docstring).
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_ALIASES = 100
+MAX_NODES = 100_000
+MAX_LIST = 10_000
+_INT64 = 2**63
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """A ``SafeLoader`` that refuses deep nesting and many aliases while composing."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise _LimitError(f"line {mark.line + 1}: more than {MAX_ALIASES} aliases")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _LimitError(f"line {mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _LimitError(Exception):
+    """A limit of :class:`_LimitedLoader` was exceeded (turned into a ScenarioError)."""
+
+
+def _compose(text: str, origin: str) -> yaml.Node | None:
+    if len(text) > MAX_BYTES:
+        raise ScenarioError(f"{origin}: the file is larger than {MAX_BYTES >> 20} MiB; refused")
+    loader = _LimitedLoader(text)
+    try:
+        return loader.get_single_node()
+    except _LimitError as e:
+        raise ScenarioError(f"{origin}: {e}; refused") from None
+    except RecursionError:
+        raise ScenarioError(f"{origin}: nested too deeply; refused") from None
+    finally:
+        loader.dispose()
+
 
 def compose_yaml(text: str, origin: str) -> tuple[Any, dict[Loc, int]]:
     """Parse YAML into plain data plus ``{location: line}`` (1-based) for every key and item.
@@ -25,15 +80,21 @@ def compose_yaml(text: str, origin: str) -> tuple[Any, dict[Loc, int]]:
     Duplicate keys and YAML merge keys (``<<``) are refused (use ``extends``).
     """
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _compose(text, origin)
     except yaml.YAMLError as e:
         raise ScenarioError(f"{origin}: not valid YAML: {e}") from None
     if root is None:
         raise ScenarioError(f"{origin}: the file is empty")
     lines: dict[Loc, int] = {}
     cons = yaml.constructor.SafeConstructor()
+    count = [0]
 
     def conv(node: yaml.Node, loc: Loc) -> Any:
+        count[0] += 1
+        if count[0] > MAX_NODES:
+            raise ScenarioError(
+                f"{origin}: more than {MAX_NODES} values once aliases are expanded; refused"
+            )
         lines.setdefault(loc, node.start_mark.line + 1)
         if isinstance(node, MappingNode):
             out: dict[Any, Any] = {}
@@ -57,13 +118,36 @@ def compose_yaml(text: str, origin: str) -> tuple[Any, dict[Loc, int]]:
                 out[key] = conv(vn, loc + (key,))
             return out
         if isinstance(node, SequenceNode):
+            if len(node.value) > MAX_LIST:
+                raise ScenarioError(
+                    f"{origin}:{node.start_mark.line + 1}: {_dotted(loc)}: a list of "
+                    f"{len(node.value)} items (at most {MAX_LIST}); refused"
+                )
             return [conv(v, loc + (i,)) for i, v in enumerate(node.value)]
         try:
-            return cons.construct_object(node, deep=True)
+            value = cons.construct_object(node, deep=True)
         except yaml.YAMLError as e:
             raise ScenarioError(f"{origin}:{node.start_mark.line + 1}: {e}") from None
+        _check_number(value, node, loc, origin)
+        return value
 
     return conv(root, ()), lines
+
+
+def _check_number(value: Any, node: yaml.Node, loc: Loc, origin: str) -> None:
+    """Refuse integers beyond int64 and floats that overflow to infinity (``1e999``)."""
+    bad = (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not -_INT64 <= value < _INT64
+        or isinstance(value, float)
+        and value in (float("inf"), float("-inf"))
+    )
+    if bad:
+        raise ScenarioError(
+            f"{origin}:{node.start_mark.line + 1}: {_dotted(loc)}: number {node.value[:24]!r} is "
+            "out of range (integers must fit in int64, floats must be finite); refused"
+        )
 
 
 def _dotted(loc: Loc) -> str:
@@ -116,6 +200,10 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> _Source:
         chain = " → ".join(str(p) for p in (*seen, path))
         raise ScenarioError(f"{path}: `extends` forms a cycle: {chain}")
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise ScenarioError(
+                f"scenario file {path} is larger than {MAX_BYTES >> 20} MiB; refused"
+            )
         text = path.read_text()
     except FileNotFoundError:
         raise ScenarioError(f"scenario file {path} does not exist") from None

@@ -36,15 +36,18 @@ def load_artifact(
     *,
     dataset: ImageDataset | None = None,
     split: Split | None = None,
+    allow_nonfinite: bool = False,
 ) -> ModelArtifact:
     """Load and verify the artifact folder ``path``, whatever its format.
 
     Guarantees: the model is in eval mode on ``device``; the artifact's split is ``split`` when
     one is given (else :class:`~obliviate.errors.CheckpointError`); its dataset is ``dataset``
-    when given, else reloaded from the recorded source and verified by content on first use.
+    when given, else reloaded from the recorded source and verified by content on first use;
+    weights holding NaN or ±inf are refused unless ``allow_nonfinite`` (an explicit opt-in).
     """
     p = Path(path)
-    return format_of_path(p).load(p, dataset=dataset, split=split, device=device)
+    fmt = format_of_path(p)
+    return fmt.load(p, dataset=dataset, split=split, device=device, allow_nonfinite=allow_nonfinite)
 
 
 def save_artifact(

@@ -107,6 +107,11 @@ def audit_step(
     check_same_split(arts)
     art_u, art_g = arts["unlearned"], arts.get("gold")
     req = resolve_request(request, *arts.values())
+    try:
+        req.validate(art_u.split)  # name bad ids before comparing with gold's request
+    except RequestError as e:
+        where = f"request {request}" if isinstance(request, str | os.PathLike) else "request"
+        raise RequestError(f"{where}: {e}") from None
     g_req = art_g.request if art_g is not None else None
     if g_req is not None and g_req.hash != req.hash:
         raise RequestError(

@@ -98,10 +98,15 @@ class ArtifactFormat:
         dataset: ImageDataset | None,
         split: Split | None,
         device: str,
+        allow_nonfinite: bool = False,
     ) -> ModelArtifact:
-        """Load and verify the artifact at ``path``; ``split`` (if given) must be its split."""
+        """Load and verify the artifact at ``path``; ``split`` (if given) must be its split.
+        Non-finite weights are refused unless ``allow_nonfinite``."""
         ck = load_checkpoint(
-            path, expect_split_hash=None if split is None else split.hash, device=device
+            path,
+            expect_split_hash=None if split is None else split.hash,
+            device=device,
+            allow_nonfinite=allow_nonfinite,
         )
         return ModelArtifact(path, ck.model, ck.meta, ck.split, self.name, dataset)
 

@@ -148,6 +148,7 @@ class SisaFormat(ArtifactFormat):
         dataset: ImageDataset | None,
         split: Split | None,
         device: str,
+        allow_nonfinite: bool = False,
     ) -> ModelArtifact:
         """The ensemble with its training tensors taken from ``dataset`` (reloaded from the
         recorded source when not given); its split is ``split.json`` (or ``split`` for a folder
