@@ -7,12 +7,11 @@ step timings and shadow models are the audit's inputs, not options, and stay arg
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 from obliviate.audit.entries import AUDIT_ENTRIES, AUDIT_METRICS, DEFAULT_METRICS
-from obliviate.config import check_seed, opt
+from obliviate.config import SEED_MAX, opt, validate_config
 from obliviate.errors import ConfigError
 from obliviate.metrics import DEFAULT_C
 from obliviate.metrics.mia import FEATURES, Feature
@@ -29,39 +28,50 @@ class AuditConfig:
     name) and :meth:`validate` refuses a bad value with an error naming the field."""
 
     taus: list[float] = opt(
-        [0.03], "Perturbation levels τ of residual knowledge r_τ, in pixel units within [0, 1]."
+        [0.03],
+        "Perturbation levels τ of residual knowledge r_τ, in pixel units within [0, 1].",
+        ge=0,
+        le=1,
     )
     perturbation: str = opt(
         "gaussian", "r_τ perturbation (RURK Eq. 4): gaussian, uniform, fgsm or pgd."
     )
     c: int | None = opt(
         None, "Perturbations per forget sample for r_τ (None: 100 for gaussian/uniform, 20 for "
-        "fgsm/pgd)."
+        "fgsm/pgd).", ge=1, le=C_MAX,
     )  # fmt: skip
     metrics: list[str] | None = opt(
         None, "Audit metrics to compute (None: every default metric; relearn_time and lira only "
         "when named)."
     )  # fmt: skip
-    seed: int = opt(0, "Seed of the MIA sample, the perturbations and the shadow models.")
+    seed: int = opt(
+        0, "Seed of the MIA sample, the perturbations and the shadow models.", ge=0, le=SEED_MAX
+    )
     device: str = opt("cpu", "cpu, cuda, cuda:N or auto.")
     n_max_mia: int = opt(
-        5000, "MIA samples per side: up to this many retain (members) and test (non-members)."
+        5000,
+        "MIA samples per side: up to this many retain (members) and test (non-members).",
+        ge=1,
     )
     mia_feature: Feature = opt(
         "prob", "Feature of SalUn's SVC MIA: prob (true-class softmax), entropy, m_entropy, loss."
     )
     residual_max_samples: int | None = opt(
-        None, "Use at most this many forget samples (a seeded subset) for r_τ (None: all)."
+        None, "Use at most this many forget samples (a seeded subset) for r_τ (None: all).", ge=1
     )
     contamination_k: int = opt(
-        3, "Knowledge contamination: classes nearest the forget set summarised as 'nearest'."
+        3,
+        "Knowledge contamination: classes nearest the forget set summarised as 'nearest'.",
+        ge=1,
     )
     attack_kw: dict[str, Any] = opt({}, "Options of the r_τ attack, e.g. steps and alpha for pgd.")
     relearn_kw: dict[str, Any] = opt(
         {}, "Options of re-learn time (obliviate.metrics.relearn_time), e.g. max_epochs."
     )
-    lira_k: int = opt(4, "LiRA: OUT shadow models trained when none are given.")
-    micro_batch: int | None = opt(None, "Inference micro-batch (None: 256 on CPU, 1024 on CUDA).")
+    lira_k: int = opt(4, "LiRA: OUT shadow models trained when none are given.", ge=1)
+    micro_batch: int | None = opt(
+        None, "Inference micro-batch (None: 256 on CPU, 1024 on CUDA).", ge=1
+    )
     title: str | None = opt(None, "Title of the report's table (None: request and split).")
 
     def __post_init__(self) -> None:
@@ -86,18 +96,9 @@ class AuditConfig:
             raise ConfigError(f"taus: every tau must lie in [0, 1] (pixel units), got {bad}")
         PERTURBATIONS.get(self.perturbation)
         self.chosen()
-        _int("c", self.c, 1, optional=True, hi=C_MAX)
-        check_seed(self.seed)
-        _int("n_max_mia", self.n_max_mia, 1)
         if self.mia_feature not in FEATURES:
             raise ConfigError(f"mia_feature {self.mia_feature!r} is not one of {list(FEATURES)}")
-        _int("residual_max_samples", self.residual_max_samples, 1, optional=True)
-        _int("contamination_k", self.contamination_k, 1)
-        _int("lira_k", self.lira_k, 1)
-        _int("micro_batch", self.micro_batch, 1, optional=True)
-        if self.title is not None and not isinstance(self.title, str):
-            raise ConfigError(f"title must be a string or None, got {self.title!r}")
-        return self
+        return validate_config(self)  # c, seed, counts, title: the ranges their opt declares
 
     def chosen(self) -> set[str]:
         """The metrics asked for (the defaults when ``metrics`` is None)."""
@@ -131,16 +132,6 @@ def _number(name: str, v: Any) -> float:
         return float(v)
     except (TypeError, ValueError):
         raise ConfigError(f"{name}: expected a number, got {v!r}") from None
-
-
-def _int(name: str, v: Any, lo: int, optional: bool = False, hi: int | None = None) -> None:
-    if v is None and optional:
-        return
-    is_int = isinstance(v, int) and not isinstance(v, bool)
-    integral = isinstance(v, float) and math.isfinite(v) and v.is_integer()
-    if not (is_int or integral) or v < lo or (hi is not None and v > hi):
-        want = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ConfigError(f"{name} must be an integer {want}, got {v!r}")
 
 
 __all__ = ["AuditConfig"]
