@@ -67,9 +67,9 @@ from obliviate.train import TrainConfig
 from obliviate.unlearn import UNLEARNERS
 
 #: Examples drawn per target (option, field or key); derandomized, so CI sees the same ones.
-MAX_EXAMPLES = int(os.environ.get("OBLIVIATE_HYP_EXAMPLES", "4"))
+MAX_EXAMPLES = int(os.environ.get("OBLIVIATE_HYP_EXAMPLES", "3"))
 #: Examples per config field or scenario key (many targets share one validation layer).
-FIELD_EXAMPLES = int(os.environ.get("OBLIVIATE_HYP_FIELD_EXAMPLES", "3"))
+FIELD_EXAMPLES = int(os.environ.get("OBLIVIATE_HYP_FIELD_EXAMPLES", "2"))
 #: Record failures without failing (``OBLIVIATE_HYP_COLLECT=1``): to measure a tree.
 COLLECT = os.environ.get("OBLIVIATE_HYP_COLLECT") == "1"
 #: An example still running after this many seconds is a hang.
@@ -406,7 +406,6 @@ _VALID: dict[str, str] = {
 }
 #: Valid values that depend on the verb.
 _VALID_BY_VERB: dict[tuple[str, str], str] = {
-    ("tune", "strategy"): "grid",
     ("attack requests", "strategy"): "random",
     ("bench", "suite"): "demo",
     ("heal", "unlearned"): "@unl",
@@ -418,6 +417,7 @@ _EXTRA: dict[str, list[str]] = {
     "bench": ["--size", "quick", "--quiet", "--results", "@new.db", "--cache", "@newcache"],
     "heal": ["--pool", "none"],
     "unlearn": ["--set", "epochs=1"],
+    "tune": ["--trials", "1", "--strategy", "random"],
 }
 #: Config classes whose declared ranges bound a verb's numeric options of the same name.
 _VERB_CONFIGS: dict[str, list[type]] = {
