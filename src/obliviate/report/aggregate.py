@@ -37,8 +37,9 @@ MISSING: Any = object()
 FAILED = "failed"
 
 
-def failure(row: Mapping[str, Any]) -> str | None:
-    """The reason of a failed row (``metrics`` = ``{"failed": "<reason>"}``), else None."""
+def failure(row: Any) -> str | None:
+    """The reason of a failed row (``metrics`` = ``{"failed": "<reason>"}``; a mapping or an
+    object with ``metrics``), else None."""
     metrics = row.get("metrics") if isinstance(row, Mapping) else getattr(row, "metrics", None)
     if isinstance(metrics, Mapping) and FAILED in metrics:
         return str(metrics[FAILED])
