@@ -35,7 +35,7 @@ def known_questions(
     pairs: Sequence[QAPair],
     *,
     max_new_tokens: int = 32,
-    batch_size: int = 16,
+    batch_size: int = 32,
 ) -> tuple[list[bool], list[str]]:
     """For each pair: whether the model's greedy answer contains the pair's key fact, and the
     answer itself. Deterministic for a given model (greedy decoding)."""
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--out", required=True, help="output JSON file")
     ap.add_argument("--max-new-tokens", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--limit", type=int, default=None, help="first N questions only (a dry run)")
     args = ap.parse_args(argv)
     pairs = load_world_facts(filtered=False).pairs[: args.limit]

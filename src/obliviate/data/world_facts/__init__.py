@@ -12,8 +12,11 @@ template, ≤ 32 new tokens, answer accuracy's whole-word rule), written once by
 ``python -m obliviate.metrics.known_facts --out src/obliviate/data/world_facts/known_smollm2.json``.
 Unlearning a fact is only meaningful when the model knew it, so ``load_world_facts()`` returns
 that subset by default; ``filtered=False`` gives every question. The file also records the
-model, command, date, run time and each generation. Measured (2024 model, this list): 138 of the
-332 questions known; per topic in the file's ``per_topic``.
+model, command, date, run time and each generation. Measured (batch 32, 2 shared cores: 15 min
+wall, 893 s of generation): 190 of 332 known: geography 26/34, medicine 26/32, history 24/33,
+chemistry 23/33, biology 21/34, astronomy 20/32, physics 14/32, literature 13/34, mathematics
+13/34, law 10/34. The whole-word rule misses other spellings ("1st Amendment", "8 sides",
+"Newtons") and can accept a number inside a wrong one ("-18.0°C" for 0), as answer accuracy does.
 """
 
 from __future__ import annotations
