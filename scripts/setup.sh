@@ -35,7 +35,18 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
     echo "      or set OBLIVIATE_FASHION_MNIST_DIR to a folder with the four IDX .gz files." >&2
   fi
 fi
-# 5. Headless Chromium renders the HTML report to a PNG (report check; optional for users).
+# 5. Debian's fortunes package: real quotations for the language-model dataset `fortunes`.
+if [ ! -f /usr/share/games/fortunes/computers ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null || echo "warning: apt-get update failed" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes >/dev/null \
+      || echo "warning: could not install fortunes; the fortunes dataset will be unavailable" >&2
+  else
+    echo "note: the fortunes dataset needs Debian's fortunes package (run as root: apt-get install fortunes)," >&2
+    echo "      or set OBLIVIATE_FORTUNES_DIR to a folder of %-separated quote files." >&2
+  fi
+fi
+# 6. Headless Chromium renders the HTML report to a PNG (report check; optional for users).
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq >/dev/null || echo "warning: apt-get update failed" >&2

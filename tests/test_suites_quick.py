@@ -45,6 +45,7 @@ def test_quick_suite_runs_end_to_end(suite, cache, tmp_path):
             for m in scn.methods:
                 assert ("unlearn", m.key) in got, (scn.name, i, m.key)
         for r in rows:
+            assert "failed" not in r["metrics"], (scn.name, r["method"], r["metrics"]["failed"])
             for k in ("acc/retain", "acc/test", "avg_gap"):
                 assert isinstance(r["metrics"][k], float), (scn.name, r["method"], k)
         if scn.defenses.healing is not None:

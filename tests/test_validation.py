@@ -382,3 +382,17 @@ def test_cli_unlearn_ssd_alpha_nan(tmp_path, ckpt):
 
 def test_errors_are_obliviate_errors():
     assert issubclass(ConfigError, ObliviateError)
+
+
+@pytest.mark.parametrize(
+    "opt,value",
+    [("--c", "100000000"), ("--steps", "0"), ("--alpha", "nan"), ("--max-samples", "0")],
+)
+def test_probe_bounds_are_checked_before_anything_loads(tmp_path, opt, value):
+    # c copies of every probed sample are held at once: a huge --c must not reach the allocator
+    missing = str(tmp_path / "missing")
+    r = cli(
+        "attack", "probe", "--unlearned", missing, "--gold", missing, "--request", missing,
+        opt, value,
+    )  # fmt: skip
+    refused(r, opt)

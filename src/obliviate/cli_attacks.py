@@ -18,6 +18,7 @@ from obliviate._io import atomic_write_json
 from obliviate.attacks.indirect import indirect_attack_report, resolve_class, select_indirect
 from obliviate.attacks.probe import probe as run_probe
 from obliviate.attacks.requests import select_request
+from obliviate.audit.config import C_MAX
 from obliviate.cli_common import (
     DEVICE_HELP,
     _device_option,
@@ -29,7 +30,7 @@ from obliviate.cli_common import (
     _size,
     console,
 )
-from obliviate.config import parse_set_options
+from obliviate.config import STEPS_MAX, check_value, parse_set_options
 from obliviate.data import ForgetRequest
 from obliviate.errors import CheckpointError, ConfigError, ObliviateError
 from obliviate.steps import load_artifact, load_request, unlearn_step
@@ -231,6 +232,13 @@ def probe_cmd(
 ) -> None:
     """Search τ-balls around forgotten samples for inputs the unlearned model still knows."""
     try:
+        # bounds checked before any model is loaded (c copies of every sample are held at once)
+        check_value("--c", c, int, ge=1, le=C_MAX, optional=True)
+        check_value("--steps", steps, int, ge=1, le=STEPS_MAX, optional=True)
+        check_value("--alpha", alpha, float, gt=0, le=1, optional=True)
+        check_value("--max-samples", max_samples, int, ge=1, optional=True)
+        for t in tau or ():
+            check_value("--tau", t, float, ge=0, le=1)
         ck_u = load_artifact(unlearned, device)
         ck_g = load_artifact(gold, device)
         if ck_g.split.hash != ck_u.split.hash:

@@ -43,7 +43,8 @@ def _print_result(res: RunResult, store: ResultsStore) -> None:
     misses = sum(res.cache["misses"].values())
     console.print(
         f"[bold]{res.scenario}[/]: {res.rows_written} rows written, {res.rows_skipped} already "
-        f"stored; artifacts {hits} reused, {misses} computed; {res.seconds:.1f} s → "
+        f"stored{f', [red]{res.rows_failed} failed[/]' if res.rows_failed else ''}; artifacts "
+        f"{hits} reused, {misses} computed; {res.seconds:.1f} s → "
         f"[bold]{res.store_path}[/]"
     )
 

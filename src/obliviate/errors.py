@@ -36,3 +36,17 @@ class CheckpointError(ObliviateError, ValueError):
 
 class ConfigError(ObliviateError, ValueError):
     """An option has a wrong value or type; the message names the option."""
+
+
+class DivergenceError(ObliviateError, FloatingPointError):
+    """An unlearning method diverged: its loss or the weights it produced are not finite.
+
+    The message names the method, the request and where it diverged (the optimisation step, or
+    the first non-finite tensor). A ``FloatingPointError`` too, so callers that catch that
+    (e.g. tuning, where a diverging trial scores ``inf``) keep working.
+    """
+
+    def __init__(self, message: str, *, method: str, tensor: str | None = None) -> None:
+        super().__init__(message)
+        self.method = method
+        self.tensor = tensor

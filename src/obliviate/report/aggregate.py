@@ -10,7 +10,9 @@ an error naming the metric.
 
 Rows are results-store rows (the format at the top of :mod:`obliviate.scenarios.store`): plain
 dicts with ``scenario``, ``step``, ``step_index``, ``method``, ``variant``, ``seed``,
-``metrics``, ``timings``, ``info``.
+``metrics``, ``timings``, ``info``. A *failed* row (``metrics`` = ``{"failed": "<reason>"}``, a
+method that diverged: :func:`failure`) has no numbers: :func:`summarize` keeps its reason as
+every metric's and never averages it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ STEPS: tuple[str, ...] = ("original", "gold", "unlearn", "heal")
 NOT_RECORDED = "not recorded"
 #: Stands for a metric key absent from a row (distinct from a recorded ``None``).
 MISSING: Any = object()
+#: The only metric of a failed row: the one-line reason (e.g. which method diverged where).
+FAILED = "failed"
+
+
+def failure(row: Any) -> str | None:
+    """The reason of a failed row (``metrics`` = ``{"failed": "<reason>"}``; a mapping or an
+    object with ``metrics``), else None."""
+    metrics = row.get("metrics") if isinstance(row, Mapping) else getattr(row, "metrics", None)
+    if isinstance(metrics, Mapping) and FAILED in metrics:
+        return str(metrics[FAILED])
+    return None
 
 
 def is_int(v: Any) -> bool:
@@ -98,6 +111,12 @@ def mean_std_text(mean: float, std: float | None, digits: int, suffix: str = "")
     return text if std is None else f"{text} ± {std:.{digits}f}"
 
 
+def _value(row: Mapping[str, Any], key: str) -> Any:
+    """Metric ``key`` of ``row``; a failed row's value is ``"skipped: failed: <reason>"``."""
+    reason = failure(row)
+    return row["metrics"].get(key, MISSING) if reason is None else f"{SKIP}failed: {reason}"
+
+
 def summarize(rows: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
     """Group results-store rows by (step_index, step, method, variant) across seeds.
 
@@ -105,7 +124,10 @@ def summarize(rows: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> list[di
     seeds with a number (``std`` ``None`` for one), or ``{"skipped": "skipped: <reasons>"}``
     when no seed has one. Timings: the **median** seconds and speed-up over the seeds that
     recorded them (``None`` if none did). Groups are ordered by step index, step
-    (:data:`STEPS`), method, variant; ``seeds`` lists the seeds of each.
+    (:data:`STEPS`), method, variant; ``seeds`` lists the seeds of each. A failed row
+    (:func:`failure`) counts as a seed without numbers whose reason is ``failed: <reason>``, and
+    its time is left out of the medians; ``failed`` lists those reasons (distinct, empty when
+    none) and ``n_failed`` counts those seeds.
     """
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for r in rows:
@@ -117,14 +139,16 @@ def summarize(rows: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> list[di
     ):
         where = f"{step} {method}{f' [{variant}]' if variant else ''} (request {idx})"
         stats: dict[str, Any] = {}
+        fails = [f for r in rs if (f := failure(r)) is not None]
         for k in keys:
-            s = aggregate([r["metrics"].get(k, MISSING) for r in rs], f"{where}: metric {k!r}")
+            s = aggregate([_value(r, k) for r in rs], f"{where}: metric {k!r}")
             if s.n:
                 stats[k] = {"mean": s.mean, "std": s.std, "n": s.n}
             else:
                 stats[k] = {"skipped": SKIP + "; ".join(s.reasons)}
+        ok = [r for r in rs if failure(r) is None]  # a failed run's time is not a cost
         timing = {
-            t: aggregate([r["timings"].get(t) for r in rs], f"{where}: timing {t!r}").median
+            t: aggregate([r["timings"].get(t) for r in ok], f"{where}: timing {t!r}").median
             for t in ("seconds", "speedup")
         }
         out.append(
@@ -135,6 +159,8 @@ def summarize(rows: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> list[di
                 "variant": variant,
                 "seeds": sorted(r["seed"] for r in rs),
                 "metrics": stats,
+                "failed": list(dict.fromkeys(fails)),
+                "n_failed": len(fails),
                 "seconds_median": timing["seconds"],
                 "speedup_median": timing["speedup"],
             }
@@ -143,11 +169,13 @@ def summarize(rows: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> list[di
 
 
 __all__ = [
+    "FAILED",
     "MISSING",
     "NOT_RECORDED",
     "STEPS",
     "Stat",
     "aggregate",
+    "failure",
     "is_int",
     "is_num",
     "mean_std_text",

@@ -22,7 +22,8 @@ from typing import Any
 from obliviate._io import atomic_dir, atomic_write_bytes
 from obliviate.errors import ConfigError
 from obliviate.report import plots
-from obliviate.report.checks import check_ledger, check_rows
+from obliviate.report.aggregate import failure
+from obliviate.report.checks import Row, check_ledger, check_rows
 from obliviate.report.document import FIGURES_DIR, Builder
 from obliviate.report.groups import Group, group_rows
 from obliviate.report.render import render_html, render_md
@@ -34,6 +35,7 @@ from obliviate.report.sections import (
 )
 from obliviate.report.sections_run import (
     cost_section,
+    failed_section,
     healing_section,
     ledger_section,
     overview,
@@ -73,17 +75,24 @@ def build_report(
 
     Malformed rows (a missing key, an unknown step, a non-integer seed, duplicates of one
     scenario/step_index/step/method/variant/seed, a metric that is neither a number nor a
-    skip reason) raise :class:`DataFormatError` naming the row. ``out_dir/figures`` belongs to
-    the report. A folder that holds only the report (or does not exist yet) is built beside it
-    and swapped in at once, so a kill never leaves a mix of old and new; in a folder holding
-    other files too, ``figures`` is replaced whole and the two pages atomically, one by one.
+    skip reason) raise :class:`DataFormatError` naming the row. Failed rows (``metrics`` =
+    ``{"failed": "<reason>"}``: a method that diverged) are listed in a "Failed" table per
+    scenario with their reasons and enter no other table, figure or average.
+    ``out_dir/figures`` belongs to the report. A folder that holds only the report (or does not
+    exist yet) is built beside it and swapped in at once, so a kill never leaves a mix of old
+    and new; in a folder holding other files too, ``figures`` is replaced whole and the two
+    pages atomically, one by one.
     """
     checked = check_rows(rows)
     entries_ledger = check_ledger(ledger)
     if taus is not None and not all(isinstance(t, int | float) for t in taus):
         raise ConfigError(f"taus must be numbers, got {list(taus)!r}")
     out = Path(out_dir)
-    grouped = group_rows(checked)
+    failed = [r for r in checked if failure(r) is not None]
+    grouped = group_rows([r for r in checked if failure(r) is None])
+    for scn in sorted({r.scenario for r in failed} - set(grouped)):
+        grouped[scn] = []  # a scenario with failed rows only still gets its section
+    grouped = dict(sorted(grouped.items()))
     entries = [e for gs in grouped.values() for g in gs for e in g.entries]
     labels = sorted({e.label for e in entries if e.step == "unlearn"})
     labels += sorted({e.method for e in entries if e.step == "heal"} - set(labels))
@@ -93,13 +102,13 @@ def build_report(
         generated = f"generated {now}"
     if not out.exists() or {e.name for e in out.iterdir()} <= _OWN:
         with atomic_dir(out) as tmp:  # the whole folder swapped at once: never a mix
-            b, _ = _write(tmp, grouped, entries_ledger, colors, taus, title, generated)
+            b, _ = _write(tmp, grouped, failed, entries_ledger, colors, taus, title, generated)
             _publishable(tmp / FIGURES_DIR, tmp / "report.md", tmp / "report.html")
         out.chmod(0o777 & ~_umask())
     else:  # a folder holding other files too: replace only what belongs to the report
         with atomic_dir(out / FIGURES_DIR) as tmp:
             b, (md, html) = _write(
-                tmp, grouped, entries_ledger, colors, taus, title, generated, pages=False
+                tmp, grouped, failed, entries_ledger, colors, taus, title, generated, pages=False
             )
         atomic_write_bytes(out / "report.md", md)
         atomic_write_bytes(out / "report.html", html)
@@ -115,6 +124,7 @@ _OWN = {"report.md", "report.html", FIGURES_DIR}
 def _write(
     folder: Path,
     grouped: dict[str, list[Group]],
+    failed: list[Row],
     ledger: list[Mapping[str, Any]],
     colors: Any,
     taus: Sequence[float] | None,
@@ -129,9 +139,9 @@ def _write(
     figs = folder / FIGURES_DIR if pages else folder
     figs.mkdir(exist_ok=True)
     b = Builder(figs, colors, taus)
-    overview(b, grouped)
+    overview(b, grouped, failed)
     for scn, groups in grouped.items():
-        _scenario(b, scn, groups, ledger)
+        _scenario(b, scn, groups, failed, ledger)
     md = render_md(b.blocks, title, generated).encode("utf-8")
     html = render_html(b.blocks, title, generated).encode("utf-8")
     if pages:
@@ -146,8 +156,10 @@ def _umask() -> int:
     return umask
 
 
-def _scenario(b: Builder, scn: str, groups: list[Group], ledger: list[Mapping[str, Any]]) -> None:
-    """Every section of one scenario: per request step, then its ledger and sequence."""
+def _scenario(b: Builder, scn: str, groups: list[Group], failed: list[Row],
+              ledger: list[Mapping[str, Any]]) -> None:  # fmt: skip
+    """Every section of one scenario: per request step, its failed methods, then its ledger and
+    sequence."""
     b.heading(2, f"Scenario: {scn}")
     info = scenario_info(groups)
     if info:
@@ -171,6 +183,7 @@ def _scenario(b: Builder, scn: str, groups: list[Group], ledger: list[Mapping[st
         contamination_section(b, g, level, scope)
         healing_section(b, g, level, scope)
         cost_section(b, g, level, scope)
+    failed_section(b, scn, failed, 3)
     ledger_section(b, scn, groups, ledger, 3)
 
 

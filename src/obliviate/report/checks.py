@@ -4,7 +4,8 @@ the top of :mod:`obliviate.scenarios.store`), as plain dicts.
 A malformed row (a missing key, an unknown step, a non-integer seed or step index, an empty
 scenario or method name, a non-mapping ``metrics``/``timings``/``info``) or a duplicate of one
 scenario / step_index / step / method / variant / seed raises :class:`DataFormatError` naming
-the row; so does an empty input.
+the row; so does an empty input, and a failed row (``metrics["failed"]``) whose reason is not a
+string.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from obliviate.errors import DataFormatError
-from obliviate.report.aggregate import STEPS, is_int
+from obliviate.report.aggregate import FAILED, STEPS, is_int
 
 _ROW_KEYS = ("scenario", "step", "step_index", "method", "seed", "metrics")
 _LEDGER_KEYS = ("scenario", "seed", "step_index", "method")
@@ -61,6 +62,9 @@ def check_rows(rows: Iterable[Mapping[str, Any]]) -> list[Row]:
             v = r.get(k)
             if v is not None and not isinstance(v, Mapping):
                 raise DataFormatError(f"{where}: {k} must be a mapping, got {type(v).__name__}")
+        reason = r["metrics"].get(FAILED) if isinstance(r["metrics"], Mapping) else None
+        if reason is not None and not isinstance(reason, str):
+            raise DataFormatError(f"{where}: a failed row's reason must be text, got {reason!r}")
         row = Row(
             scenario=r["scenario"],
             step=r["step"],

@@ -11,14 +11,15 @@ A section without data (no heal rows, a single request) is left out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from obliviate.audit import SKIP, is_skipped
 from obliviate.report import plots
-from obliviate.report.aggregate import Stat, aggregate, is_num
+from obliviate.report.aggregate import Stat, aggregate, failure, is_num
+from obliviate.report.checks import Row
 from obliviate.report.document import (
     SECTION_TITLES,
     Builder,
@@ -231,9 +232,38 @@ def scenario_info(groups: list[Group]) -> str:
     return "; ".join(f"{names[k]}: {', '.join(v)}" for k, v in found.items())
 
 
-def overview(b: Builder, grouped: dict[str, list[Group]]) -> None:
+#: The heading of the failed methods' table (shown only when a method failed).
+FAILED_TITLE = "Failed"
+
+
+def failed_section(b: Builder, scenario: str, failed: list[Row], level: int) -> None:
+    """The failed rows of ``scenario`` (seed, request, method, reason), if any."""
+    rows = sorted(
+        (r for r in failed if r.scenario == scenario),
+        key=lambda r: (r.seed, r.step_index, r.method, r.variant),
+    )
+    if not rows:
+        return
+    b.heading(level, FAILED_TITLE, scenario)
+    t = Table(["Seed", "Request", "Method", "Reason"])
+    for r in rows:
+        name = f"{r.method} [{r.variant}]" if r.variant else r.method
+        t.add(
+            [Cell(str(r.seed)), Cell(str(r.step_index)), label_cell(name),
+             label_cell(failure(r) or "")],
+            "failed",
+        )  # fmt: skip
+    b.table(t)
+    b.para(
+        "These methods diverged (non-finite loss or weights): they produced no model version, "
+        "so they are left out of every table, figure and average above; in a sequence a method "
+        "is dropped after the request where it diverged."
+    )
+
+
+def overview(b: Builder, grouped: dict[str, list[Group]], failed: Sequence[Row] = ()) -> None:
     """One line per scenario: request steps, methods, the seeds (``seed 0`` / ``seeds 0, 1, 2``),
-    rows."""
+    rows; a line on the failed rows, if any."""
     b.heading(2, SECTION_TITLES["overview"])
     t = Table(["Scenario", "Requests", "Methods", "Seeds", "Rows"])
     for scn, groups in grouped.items():
@@ -246,6 +276,20 @@ def overview(b: Builder, grouped: dict[str, list[Group]]) -> None:
              label_cell(which), Cell(str(nrows))]
         )  # fmt: skip
     b.table(t)
+    if failed:
+        names = sorted({f"{r.method} ({r.scenario})" for r in failed})
+        b.para(
+            f"{len(failed)} failed row(s), not counted above: {', '.join(names)} (see each "
+            f"scenario's {FAILED_TITLE} table)."
+        )
 
 
-__all__ = ["cost_section", "healing_section", "ledger_section", "overview", "scenario_info"]
+__all__ = [
+    "FAILED_TITLE",
+    "cost_section",
+    "failed_section",
+    "healing_section",
+    "ledger_section",
+    "overview",
+    "scenario_info",
+]

@@ -10,6 +10,9 @@ It reads only the rows of ``scenarios`` at their report ``seeds`` (aggregated wi
 :func:`obliviate.scenarios.store.summarize`, the store's own mean ± std). The suites whose tables
 need paired intervals print through a module of :mod:`obliviate.scenarios.tables`
 (``print_table(rows, console)``), registered here by :func:`register_rows_printer`.
+
+Failed rows (a method that diverged: :func:`obliviate.report.aggregate.failure`) enter no table:
+each printer lists them after its tables with their reasons (:func:`failed_note`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 
 from obliviate.registry import Registry
+from obliviate.report.aggregate import failure
 from obliviate.report.console import print_table
 from obliviate.scenarios.schema import Scenario
 from obliviate.scenarios.store import ResultsStore, summarize
@@ -58,7 +62,9 @@ def register_rows_printer(suite: str, fn: Callable[[list[dict[str, Any]], Consol
     """Register ``fn(rows, console)`` as suite ``suite``'s printer (rows of the report seeds)."""
 
     def printer(store: ResultsStore, scenarios: Sequence[Scenario]) -> list[RenderableType]:
-        return [_RowsTable(fn, [r for scn in scenarios for r in report_rows(store, scn)])]
+        rows = [r for scn in scenarios for r in report_rows(store, scn)]
+        ok = [r for r in rows if failure(r) is None]
+        return [_RowsTable(fn, ok)] + failed_note(rows)
 
     PRINTERS.register(suite)(printer)
 
@@ -66,6 +72,21 @@ def register_rows_printer(suite: str, fn: Callable[[list[dict[str, Any]], Consol
 def report_rows(store: ResultsStore, scn: Scenario) -> list[dict[str, Any]]:
     """The rows of ``scn`` on its report seeds (other seeds' rows in the store are left out)."""
     return [r for r in store.rows(scn.name) if r["seed"] in scn.seeds]
+
+
+def failed_note(rows: Sequence[Mapping[str, Any]]) -> list[RenderableType]:
+    """A table of the failed rows among ``rows`` (scenario, seed, request, method, reason);
+    nothing when there are none."""
+    failed = [r for r in rows if failure(r) is not None]
+    if not failed:
+        return []
+    t = Table(title="Failed (not in the tables above)")
+    for col in ("scenario", "seed", "req", "method", "reason"):
+        t.add_column(col)
+    for r in failed:
+        t.add_row(r["scenario"], str(r["seed"]), str(r["step_index"]), r["method"],
+                  str(failure(r)))  # fmt: skip
+    return [t]
 
 
 def mean_std(stat: Mapping[str, Any] | None) -> str:
@@ -84,8 +105,11 @@ def methods_table(store: ResultsStore, scenarios: Sequence[Scenario]) -> list[Re
     """Per setting: Avg. Gap, UA and test accuracy (mean ± std over the report seeds) of every
     method, the original's and gold's rows first, each tuned method's chosen params beside it."""
     out: list[RenderableType] = []
+    failed: list[dict[str, Any]] = []
     for scn in scenarios:
         rows = report_rows(store, scn)
+        failed += [r for r in rows if failure(r) is not None]
+        rows = [r for r in rows if failure(r) is None]
         if not rows:
             out.append(f"[yellow]{scn.name}: no rows on seeds {scn.seeds} in {store.path}[/]")
             continue
@@ -120,7 +144,7 @@ def methods_table(store: ResultsStore, scenarios: Sequence[Scenario]) -> list[Re
                 _params(tp["params"]) if tp else "",
             )
         out.append(t)
-    return out
+    return out + failed_note(failed)
 
 
 for _suite, _module in (("attacks", attacks), ("healing", healing), ("roka", roka),
@@ -130,6 +154,7 @@ for _suite, _module in (("attacks", attacks), ("healing", healing), ("roka", rok
 __all__ = [
     "PRINTERS",
     "Printer",
+    "failed_note",
     "mean_std",
     "methods_table",
     "print_suite",

@@ -29,6 +29,10 @@ Readings of DESIGN.md where it leaves room (each documented where it is implemen
   method unlearns it from its starting model (v0), so one method meets several strategies.
 * Healing repairs each method's unlearned version; the chain of versions continues from the
   unlearned (not the healed) model, so healing variants never feed each other.
+* A method that diverges (non-finite loss or weights) gets a failed row in place of its unlearn
+  row, is dropped from the rest of the sequence (failed rows "skipped: …" there), and the run
+  goes on with the other methods and seeds (:mod:`obliviate.scenarios.rows`; a rerun keeps the
+  failed row, since the same config and seed diverge the same way).
 * Cost: an unlearn row's speed-up is gold seconds / unlearn seconds; a heal row's is gold seconds /
   (unlearn + heal seconds), the cost of the whole repair path.
 
@@ -55,10 +59,9 @@ from torch import nn
 
 import obliviate
 from obliviate import steps
-from obliviate._io import hash_parts
 from obliviate.audit import LEDGER_KEYS
 from obliviate.data import ForgetRequest, ImageDataset, Split, load_dataset, make_split
-from obliviate.errors import ConfigError
+from obliviate.errors import ConfigError, DivergenceError
 from obliviate.inference import batched_logits
 from obliviate.scenarios.cache import ArtifactCache
 from obliviate.scenarios.context import (
@@ -73,11 +76,18 @@ from obliviate.scenarios.context import plain as _plain
 from obliviate.scenarios.context import saver as _saver
 from obliviate.scenarios.defenses import DEFENSES, SIMILARITY_POOLS, healing_variants
 from obliviate.scenarios.requests import REQUEST_SOURCES, select_requests
+from obliviate.scenarios.rows import Failure, failed_row, skipped_row, stored_failure
+from obliviate.scenarios.rows import audit as _audit
+from obliviate.scenarios.rows import audit_hash as _audit_hash
+from obliviate.scenarios.rows import make_row as _row
+from obliviate.scenarios.rows import metrics_of as _metrics
+from obliviate.scenarios.rows import put_row as _put
+from obliviate.scenarios.rows import req_info as _req_info
+from obliviate.scenarios.rows import row_key as _key_of
 from obliviate.scenarios.schema import (
     EnsembleSpec,
     MethodSpec,
     Scenario,
-    canonical_json,
     load_scenario,
 )
 from obliviate.scenarios.store import ResultsStore
@@ -106,6 +116,8 @@ class RunResult:
     cache: dict[str, dict[str, int]]
     seconds: float
     store_path: Path
+    #: failed rows written (methods that diverged, and their skipped later requests' rows)
+    rows_failed: int = 0
 
 
 # ---------------------------------------------------------------------------- steps
@@ -208,13 +220,20 @@ def start_artifact(ctx: RunContext, method: MethodSpec, original: Artifact) -> A
 # ---------------------------------------------------------------------------- unlearn
 
 
+def unlearned_key(ctx: RunContext, method: MethodSpec, parent: Artifact, req: StepRequest) -> str:
+    """The cache key of ``method``'s version ``v_{i+1}`` unlearned from ``parent``."""
+    u = create_unlearner(method.name, **method.config)
+    fields = {"method": method.name, "params": _plain(u.get_params()), "seed": ctx.seed}
+    return ctx.cache.key("unlearned", fields, (parent.key, req.key))
+
+
 def unlearn_step(
     ctx: RunContext, method: MethodSpec, parent: Artifact, req: StepRequest
 ) -> Artifact:
-    """Step "unlearn": model version ``v_{i+1}`` of ``method`` from ``v_i`` (cached)."""
+    """Step "unlearn": model version ``v_{i+1}`` of ``method`` from ``v_i`` (cached). A method
+    that diverges raises :class:`DivergenceError` (nothing is cached)."""
     u = create_unlearner(method.name, **method.config)
-    fields = {"method": method.name, "params": _plain(u.get_params()), "seed": ctx.seed}
-    key = ctx.cache.key("unlearned", fields, (parent.key, req.key))
+    key = unlearned_key(ctx, method, parent, req)
 
     def compute() -> tuple[nn.Module, float, dict[str, Any], Callable[[Path], None]]:
         res = steps.unlearn_step(
@@ -239,82 +258,28 @@ def unlearn_step(
     )
 
 
+def try_unlearn(ctx: RunContext, method: MethodSpec, parent: Artifact, req: StepRequest,
+                failed: dict[str, Failure]) -> Artifact | None:  # fmt: skip
+    """:func:`unlearn_step`, or None with a failed row (:mod:`obliviate.scenarios.rows`) when
+    ``method`` diverges now, diverged here in an earlier run, or diverged at an earlier request
+    of the sequence (``failed``, updated)."""
+    if method.key in failed:
+        skipped_row(ctx, method, req, failed[method.key])
+        return None
+    key = unlearned_key(ctx, method, parent, req)
+    found = stored_failure(ctx, method, req, key)
+    if found is None:
+        t0 = time.perf_counter()
+        try:
+            return unlearn_step(ctx, method, parent, req)
+        except DivergenceError as e:
+            found = failed_row(ctx, method, req, key, e, time.perf_counter() - t0)
+    if not ctx.scenario.independent_requests:  # the sequence of versions ends here
+        failed[method.key] = found
+    return None
+
+
 # ---------------------------------------------------------------------------- audit → rows
-
-
-def _audit_hash(ctx: RunContext, *keys: str) -> str:
-    return hash_parts(
-        canonical_json(ctx.scenario.audit.model_dump(mode="json")), str(ctx.seed), *keys
-    )[:32]
-
-
-def _audit(ctx: RunContext, model: nn.Module, gold: Artifact, original: Artifact,
-           req: StepRequest, timings: dict[str, float]) -> Any:  # fmt: skip
-    return steps.audit_step(
-        model,
-        gold.model,
-        original.model,
-        request=req.cumulative,
-        dataset=ctx.dataset,
-        split=ctx.split,
-        seed=ctx.seed,
-        device=ctx.device,
-        timings=timings,
-        **ctx.scenario.audit.options(),
-    )
-
-
-def _metrics(report: Any, col: str) -> dict[str, Any]:
-    m = dict(report.values[col])
-    pc = report.details.get("per_class/test", {})
-    if isinstance(pc, dict) and col in pc:
-        m["per_class/test"] = pc[col]
-    return m
-
-
-def _row(ctx: RunContext, step: str, req: StepRequest, method: str, variant: str,
-         config_hash: str, metrics: dict[str, Any], seconds: float, speedup: float | None,
-         info: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    return {
-        "scenario": ctx.scenario.name,
-        "step": step,
-        "step_index": req.index,
-        "method": method,
-        "variant": variant,
-        "seed": ctx.seed,
-        "config_hash": config_hash,
-        "metrics": metrics,
-        "timings": {"seconds": float(seconds), "speedup": speedup},
-        "info": _plain({"class_names": list(ctx.dataset.class_names), **info}),
-        "versions": ctx.versions,
-        "created": time.time(),
-    }
-
-
-def _key_of(ctx: RunContext, step: str, req: StepRequest, method: str, variant: str) -> dict:
-    return {
-        "scenario": ctx.scenario.name,
-        "step": step,
-        "step_index": req.index,
-        "method": method,
-        "variant": variant,
-        "seed": ctx.seed,
-    }
-
-
-def _put(ctx: RunContext, row: dict[str, Any]) -> None:
-    ctx.store.put_row(row)
-    ctx.counts["written"] += 1
-    ctx.emit("row", step=row["step"], method=row["method"], variant=row["variant"],
-             step_index=row["step_index"])  # fmt: skip
-
-
-def _req_info(req: StepRequest) -> dict[str, Any]:
-    return {
-        "request": {**req.info, "hash": req.request.hash},
-        "request_size": len(req.request),
-        "cumulative_size": len(req.cumulative),
-    }
 
 
 def reference_rows(ctx: RunContext, original: Artifact, gold: Artifact, req: StepRequest) -> None:
@@ -420,7 +385,8 @@ def defense_rows(ctx: RunContext, method: MethodSpec, art: Artifact, gold: Artif
 
 
 def run_seed(ctx: RunContext) -> None:
-    """Run the whole data flow for one seed (see the module docstring)."""
+    """Run the whole data flow for one seed (see the module docstring). A method that diverges
+    gets failed rows and the run goes on (:mod:`obliviate.scenarios.rows`)."""
     scn = ctx.scenario
     original = train_original(ctx)
     chains: dict[str, Artifact] = {}
@@ -428,12 +394,16 @@ def run_seed(ctx: RunContext) -> None:
         chains[m.key] = start_artifact(ctx, m, original)
     starts = dict(chains)  # independent requests are each unlearned from here
     golds: dict[int, Artifact] = {}
+    failed: dict[str, Failure] = {}  # methods dropped from the sequence (they diverged)
     for req in select_requests(ctx, original, golds):
         gold = train_gold(ctx, original, req)
         golds[req.index] = gold
         reference_rows(ctx, original, gold, req)
         for m in matched_forgetting(ctx, gold, req):
-            art = unlearn_step(ctx, m, (starts if scn.independent_requests else chains)[m.key], req)
+            parent = (starts if scn.independent_requests else chains)[m.key]
+            art = try_unlearn(ctx, m, parent, req, failed)
+            if art is None:  # diverged: a failed row, no ledger entry, nothing to heal
+                continue
             chains[m.key] = art
             method_rows(ctx, m, art, gold, original, req)
             defense_rows(ctx, m, art, gold, original, req)
@@ -537,7 +507,7 @@ def _run(
     config_hash = scn.config_hash()
     store.put_scenario(scn.name, config_hash, scn.model_dump(mode="json"))
     t0 = time.perf_counter()
-    written = skipped = 0
+    written = skipped = failed = 0
 
     def context(seed: int, tuned: dict[str, TunedParams]) -> RunContext:
         ds, split = load_data(scn, seed)
@@ -570,6 +540,7 @@ def _run(
         run_seed(ctx)
         written += ctx.counts["written"]
         skipped += ctx.counts["skipped"]
+        failed += ctx.counts.get("failed", 0)
     return RunResult(
         scn.name,
         list(scn.seeds),
@@ -578,6 +549,7 @@ def _run(
         art_cache.counts(),
         time.perf_counter() - t0,
         store.path,
+        failed,
     )
 
 
@@ -598,5 +570,7 @@ __all__ = [
     "start_artifact",
     "train_gold",
     "train_original",
+    "try_unlearn",
     "unlearn_step",
+    "unlearned_key",
 ]

@@ -13,6 +13,15 @@ Row format (the report codes against it — keep it)::
      "seed", "config_hash", "metrics": {...}, "timings": {"seconds", "speedup"}, "info": {...},
      "versions": {...}, "created"}
 
+``metrics`` maps names to numbers or ``"skipped: <reason>"`` strings. A **failed row** (a method
+that diverged, :mod:`obliviate.scenarios.rows`) has the key of the ``unlearn`` row it stands for
+and ``metrics`` = ``{"failed": "<one-line reason naming the method and the request>"}`` (a
+string: "method 'm' diverged at request i: …", or "skipped: method 'm' diverged at request i"
+for the later requests of a sequence); its ``info`` carries the error. It is keyed by
+``config_hash`` like any row, so a rerun of the same config keeps it (the same config and seed
+diverge the same way); every reader shows its reason and never averages it
+(:func:`obliviate.report.aggregate.failure`). A failed row has no ledger entry.
+
 Ledger entry format::
 
     {"scenario", "seed", "step_index", "request_hash", "request_size", "request_source",
@@ -304,6 +313,11 @@ class ResultsStore:
             ),
         )
 
+    def delete_ledger(self, key: Mapping[str, Any]) -> None:
+        """Remove the ledger entry with ``key`` (a mapping of :data:`LEDGER_KEY`), if any."""
+        where = " AND ".join(f"{k}=?" for k in LEDGER_KEY)
+        self._write(f"DELETE FROM ledger WHERE {where}", [key[k] for k in LEDGER_KEY])
+
     def put_scenario(self, name: str, config_hash: str, config: Mapping[str, Any]) -> None:
         """Record the scenario's validated config (what the rows' ``config_hash`` refers to)."""
         self._write(
@@ -421,7 +435,9 @@ def summary_table(
 
     The model column reads ``method`` or ``method + variant`` (healing); the request column is
     shown only for sequences; ``± std`` only when more than one seed contributed; forget accuracy
-    is left to UA (= 100 − it) unless ``metrics`` names it.
+    is left to UA (= 100 − it) unless ``metrics`` names it. A model with failed seeds is marked
+    ``(failed k/n)``, its cells ``—`` when no seed has a number, and the failures' reasons are
+    the table's caption.
     """
     keys = list(metrics) if metrics is not None else [k for k in QUALITY_KEYS if k != "acc/forget"]
     keys = [k for k in keys if any("skipped" not in s["metrics"].get(k, {"skipped": 1})
@@ -446,6 +462,8 @@ def summary_table(
                 cells.append(mean_std_text(m["mean"], m["std"], 2))
         sec, sp = s["seconds_median"], s["speedup_median"]
         name = s["method"] if not s["variant"] else f"{s['method']} + heal {s['variant']}"
+        if s.get("n_failed"):
+            name += f" [red](failed {s['n_failed']}/{len(s['seeds'])})[/]"
         t.add_row(
             *([str(s["step_index"])] if sequence else []),
             name,
@@ -453,6 +471,9 @@ def summary_table(
             "—" if sec is None else f"{sec:.2f}",
             "—" if sp is None or not math.isfinite(sp) else f"{sp:.1f}×",
         )
+    reasons = list(dict.fromkeys(f for s in summary for f in s.get("failed") or []))
+    if reasons:
+        t.caption = "failed: " + "; ".join(reasons)
     return t
 
 

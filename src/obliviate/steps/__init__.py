@@ -40,7 +40,7 @@ from obliviate.steps.train import (
     train_title,
     train_to,
 )
-from obliviate.steps.unlearn import UnlearnOutcome, unlearn_step
+from obliviate.steps.unlearn import UnlearnOutcome, first_nonfinite, unlearn_step
 from obliviate.unlearn.artifact import (
     ARTIFACT_FORMATS,
     ArtifactFormat,
@@ -67,6 +67,7 @@ __all__ = [
     "check_same_split",
     "check_starts_from",
     "evaluate_step",
+    "first_nonfinite",
     "format_for_unlearner",
     "format_of_model",
     "format_of_path",

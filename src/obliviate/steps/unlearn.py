@@ -1,4 +1,9 @@
-"""Step "unlearn": one method applied to one artifact for one request (DESIGN.md, "Contracts")."""
+"""Step "unlearn": one method applied to one artifact for one request (DESIGN.md, "Contracts").
+
+A method whose loss goes non-finite (the unlearner's ``FloatingPointError``) or whose result has
+a non-finite parameter or buffer raises :class:`~obliviate.errors.DivergenceError` naming the
+method, the request and the step or tensor; nothing is saved then.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from obliviate.data import ForgetRequest, ImageDataset, Split
+from obliviate.errors import DivergenceError
 from obliviate.steps.artifacts import (
     ArtifactLike,
     RequestLike,
@@ -61,7 +68,10 @@ def unlearn_step(
     is validated against ``split`` (default: the artifact's); the task carries ``train_config``
     (default: the one the artifact records) and ``seed``; the input model is not modified. With
     ``out`` the unlearned artifact is saved there (kind ``unlearned``, parent, request, method,
-    params, seed and stats recorded) with its test/forget/retain accuracy.
+    params, seed and stats recorded) with its test/forget/retain accuracy. A diverging method
+    (non-finite loss, or non-finite weights in its result) raises
+    :class:`~obliviate.errors.DivergenceError` naming the method, the request and the step or
+    the first non-finite tensor, before anything is saved.
     """
     u = method if isinstance(method, Unlearner) else create_unlearner(method, **(options or {}))
     name = method if isinstance(method, str) else u.name
@@ -76,7 +86,21 @@ def unlearn_step(
     req = load_request(request, task_split)
     tc = train_config if train_config is not None else art.meta.get("train_config")
     task = make_task(ds, task_split, req, seed=seed, device=device, train_config=tc)
-    res = u.unlearn(art.model, task)
+    where = f"request {req.hash[:12]} of {len(req)} ids"
+    try:
+        res = u.unlearn(art.model, task)
+    except DivergenceError:
+        raise
+    except FloatingPointError as e:
+        msg = str(e) if name in str(e) else f"method {name!r}: {e}"
+        raise DivergenceError(f"{msg} (unlearning {where})", method=name) from e
+    bad = first_nonfinite(res.model)
+    if bad is not None:
+        raise DivergenceError(
+            f"method {name!r} produced non-finite weights (first: {bad}) unlearning {where}",
+            method=name,
+            tensor=bad,
+        )
     outcome = UnlearnOutcome(
         res.model,
         res.stats,
@@ -111,4 +135,14 @@ def unlearn_step(
     return outcome
 
 
-__all__ = ["UnlearnOutcome", "unlearn_step"]
+def first_nonfinite(model: nn.Module) -> str | None:
+    """The name of ``model``'s first parameter or floating-point buffer holding a NaN or an
+    infinity (``"parameter 'fc.weight'"``), or None when every one is finite."""
+    for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for pname, t in named:
+            if t.is_floating_point() and not bool(torch.isfinite(t.detach()).all()):
+                return f"{kind} {pname!r}"
+    return None
+
+
+__all__ = ["UnlearnOutcome", "first_nonfinite", "unlearn_step"]
