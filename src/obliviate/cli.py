@@ -7,6 +7,7 @@ the verb groups of ``cli_attacks``, ``cli_heal`` and ``cli_scenarios`` are regis
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,9 +31,15 @@ from obliviate.cli_common import (
     data_app,
     print_metrics,
 )
-from obliviate.config import build_config, check_value, config_help, parse_set_options
-from obliviate.data import list_datasets
-from obliviate.errors import ObliviateError
+from obliviate.config import (
+    STEPS_MAX,
+    build_config,
+    check_value,
+    config_help,
+    parse_set_options,
+)
+from obliviate.data import DATASETS, list_datasets
+from obliviate.errors import ConfigError, ObliviateError
 from obliviate.models import MODELS
 from obliviate.steps import (
     artifact_label,
@@ -48,6 +55,7 @@ from obliviate.steps import (
 )
 from obliviate.train import TrainConfig
 from obliviate.unlearn import UNLEARNERS, TensorSet, create_unlearner, make_task
+from obliviate.unlearn.sisa import AGGREGATIONS
 from obliviate.unlearn.tune import TRIALS_MAX, core_metrics, gap_scorer
 from obliviate.unlearn.tune import tune as _tune
 
@@ -81,6 +89,32 @@ def models_list() -> None:
     for name in MODELS.names():
         t.add_row(name, str(MODELS.meta(name).get("description", "")))
     console.print(t)
+
+
+#: Most SISA shards or slices per shard ``train`` accepts.
+SISA_MAX = 10_000
+
+
+def _check_train_options(
+    dataset: str, model: str, data_root: str | None, train_per_class: int | None, sisa: tuple
+) -> None:
+    """``train``'s options checked before any data is read: the model and dataset names, a
+    ``--data-root`` only for datasets read from a folder, and the counts' ranges."""
+    MODELS.get(model)
+    loader = DATASETS.get(dataset)
+    if data_root is not None and "root" not in inspect.signature(loader).parameters:
+        takes = [
+            n for n in DATASETS.names() if "root" in inspect.signature(DATASETS.get(n)).parameters
+        ]
+        raise ConfigError(
+            f"--data-root applies only to datasets read from a folder ({', '.join(takes)}), "
+            f"not to {dataset!r}"
+        )
+    check_value("--train-per-class", train_per_class, int, ge=1, optional=True)
+    shards, slices, aggregation = sisa
+    check_value("--sisa-shards", shards, int, ge=0, le=SISA_MAX)
+    check_value("--sisa-slices", slices, int, ge=1, le=SISA_MAX)
+    check_value("--sisa-aggregation", aggregation, str, choices=AGGREGATIONS)
 
 
 @app.command()
@@ -122,12 +156,14 @@ def train(
     ] = 0,
     sisa_slices: Annotated[int, typer.Option(help="SISA slices per shard.")] = 5,
     sisa_aggregation: Annotated[
-        str, typer.Option(help="SISA aggregation: vote or mean (softmax).")
+        str, typer.Option(help="SISA aggregation: vote or mean_softmax.")
     ] = "vote",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train a model (or, with --sisa-shards, a SISA ensemble) on a seeded split and save it."""
     try:
+        sisa = (sisa_shards, sisa_slices, sisa_aggregation)
+        _check_train_options(dataset, model, data_root, train_per_class, sisa)
         t: str | int | float = test if test == "official" else _size(test, "--test")  # type: ignore[assignment]
         ds, split = prepare_data(
             dataset,
@@ -247,6 +283,7 @@ def audit_(
 ) -> None:
     """Audit an unlearned model against the gold retrain: accuracy, UA, MIAs, Avg. Gap, r_τ, ..."""
     try:
+        check_value("--steps", steps, int, ge=1, le=STEPS_MAX, optional=True)
         report = audit_step(
             unlearned,
             gold,
@@ -358,6 +395,8 @@ def tune(
     """Pick a method's hyper-parameters by Avg. Gap to the gold model on a tuning seed."""
     try:
         check_value("--trials", trials, int, ge=0, le=TRIALS_MAX)
+        base = parse_set_options(set_)
+        build_config(UNLEARNERS.get(method).Config, base)  # a bad --set is refused before loading
         ck = load_artifact(model, device)
         ds = ck.dataset
         req = load_request(request, ck.split)
@@ -378,7 +417,7 @@ def tune(
             strategy=strategy,
             n_trials=trials,
             seed=seed,
-            base=parse_set_options(set_),
+            base=base,
         )
     except ObliviateError as e:
         _fail(e)

@@ -86,6 +86,13 @@ def heal_cmd(
         check_similarity(similarity)
         if pool not in POOLS:
             raise ConfigError(f"--pool must be twins, spares or none, got {pool!r}")
+        for flag, value, used_by in (
+            ("--original", original, "twins"),
+            ("--index", index, "twins"),
+            ("--spare-pool", spare_pool, "spares"),
+        ):
+            if value is not None and pool != used_by:
+                raise ConfigError(f"{flag} applies only to --pool {used_by}, not --pool {pool}")
         overrides: dict[str, Any] = {
             "epochs": epochs,
             "features_from": features_from,

@@ -30,7 +30,8 @@ def parse_value(text: str) -> Any:
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"--set value {text!r} is not valid YAML: {e}") from None
+        one_line = " ".join(str(e).split())  # the parser's message spans lines
+        raise ConfigError(f"--set value {text!r} is not valid YAML: {one_line}") from None
     if isinstance(value, str) and _NUMBER.fullmatch(value):
         return float(value)
     return value

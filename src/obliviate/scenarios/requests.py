@@ -45,17 +45,20 @@ def _remaining_split(split: Split, removed: torch.Tensor) -> Split:
     )
 
 
-def _class_index(ds: ImageDataset, c: int | str) -> int:
+def _class_index(ds: ImageDataset, c: int | str, key: str = "class") -> int:
+    """The index of class ``c`` (a name or an index); :class:`ConfigError` naming ``key``."""
     if isinstance(c, str) and c in ds.class_names:
         return ds.class_names.index(c)
     try:
         ci = int(c)
     except ValueError:
         raise ConfigError(
-            f"dataset {ds.name!r} has no class {c!r}; classes: {ds.class_names}"
+            f"{key}: dataset {ds.name!r} has no class {c!r}; classes: {ds.class_names}"
         ) from None
     if not 0 <= ci < ds.num_classes:
-        raise ConfigError(f"class index {ci} out of range [0, {ds.num_classes}) for {ds.name!r}")
+        raise ConfigError(
+            f"{key}: class index {ci} out of range [0, {ds.num_classes}) for {ds.name!r}"
+        )
     return ci
 
 
@@ -87,7 +90,11 @@ def _file_source(
 def _strategy_source(
     ctx: RunContext, spec: StrategyRequest, split: Split, model: nn.Module, seed: int
 ) -> tuple[ForgetRequest, dict[str, Any]]:
-    classes = None if spec.classes is None else [_class_index(ctx.dataset, c) for c in spec.classes]
+    classes = (
+        None
+        if spec.classes is None
+        else [_class_index(ctx.dataset, c, "classes") for c in spec.classes]
+    )
     sel = select_request(
         spec.strategy,
         model,
@@ -116,7 +123,7 @@ def _indirect_source(
     ctx: RunContext, spec: IndirectRequest, split: Split, model: nn.Module, seed: int
 ) -> tuple[ForgetRequest, dict[str, Any]]:
     ind = spec.indirect
-    victim = _class_index(ctx.dataset, ind.victim_class)
+    victim = _class_index(ctx.dataset, ind.victim_class, "indirect.victim_class")
     sel = select_indirect(
         model, ctx.dataset, split, victim, mode=ind.mode, by=ind.by, seed=seed, **ind.options
     )

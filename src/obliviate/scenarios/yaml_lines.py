@@ -82,7 +82,8 @@ def compose_yaml(text: str, origin: str) -> tuple[Any, dict[Loc, int]]:
     try:
         root = _compose(text, origin)
     except yaml.YAMLError as e:
-        raise ScenarioError(f"{origin}: not valid YAML: {e}") from None
+        one_line = " ".join(str(e).split())  # the parser's message spans lines
+        raise ScenarioError(f"{origin}: not valid YAML: {one_line}") from None
     if root is None:
         raise ScenarioError(f"{origin}: the file is empty")
     lines: dict[Loc, int] = {}
