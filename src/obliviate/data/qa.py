@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from obliviate._io import atomic_write_bytes
+from obliviate.data.records import GroupedRecords
 from obliviate.errors import DataFormatError, RequestError
 
 _REQUIRED = ("id", "question", "answer")
@@ -58,7 +58,7 @@ class QAPair:
 
 
 @dataclass(frozen=True)
-class QADataset:
+class QADataset(GroupedRecords[QAPair]):
     """An ordered tuple of :class:`QAPair` with unique ids, and named parts (lists of groups).
 
     ``parts`` maps a part name (``"trained"``, ``"holdout"``, ``"reserve"``) to the groups in it;
@@ -70,22 +70,13 @@ class QADataset:
     parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    record_kind: ClassVar[str] = "QA"
+
     def __post_init__(self) -> None:
-        dups = sorted(i for i, c in Counter(p.id for p in self.pairs).items() if c > 1)
-        if dups:
-            raise DataFormatError(f"dataset {self.name!r} has duplicate QA ids: {dups[:10]}")
+        self._check_unique_ids()
 
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return tuple(p.id for p in self.pairs)
-
-    @property
-    def groups(self) -> tuple[str, ...]:
-        """Every group, in order of first appearance."""
-        return tuple(dict.fromkeys(p.group for p in self.pairs))
+    def records(self) -> tuple[QAPair, ...]:
+        return self.pairs
 
     def part_of_group(self, group: str) -> str | None:
         """The part holding ``group`` (``"trained"`` when the dataset has no parts), or None."""
@@ -109,15 +100,6 @@ class QADataset:
             )
         groups = set(self.parts[part])
         return tuple(p for p in self.pairs if p.group in groups)
-
-    def select(self, ids: Iterable[str]) -> tuple[QAPair, ...]:
-        """The pairs with these ids, in dataset order; raises :class:`RequestError` naming unknown
-        ids."""
-        want = set(ids)
-        unknown = sorted(want - set(self.ids))
-        if unknown:
-            raise RequestError(f"unknown QA ids in dataset {self.name!r}: {unknown[:10]}")
-        return tuple(p for p in self.pairs if p.id in want)
 
     def index_of(self, ids: Iterable[str]) -> list[int]:
         """Positions of ``ids`` in :attr:`pairs` (integer sample ids for index-based code)."""

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from obliviate._io import atomic_write_bytes
+from obliviate.data.records import GroupedRecords
 from obliviate.errors import DataFormatError, RequestError
 
 _FIELDS = ("id", "text", "group")
@@ -42,7 +42,7 @@ class TextItem:
 
 
 @dataclass(frozen=True)
-class TextDataset:
+class TextDataset(GroupedRecords[TextItem]):
     """An ordered tuple of :class:`TextItem` with unique ids (a :class:`DataFormatError` names
     duplicates)."""
 
@@ -50,26 +50,17 @@ class TextDataset:
     items: tuple[TextItem, ...]
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    record_kind: ClassVar[str] = "text"
+
     def __post_init__(self) -> None:
-        dups = sorted(i for i, c in Counter(t.id for t in self.items).items() if c > 1)
-        if dups:
-            raise DataFormatError(f"dataset {self.name!r} has duplicate text ids: {dups[:10]}")
+        self._check_unique_ids()
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return tuple(t.id for t in self.items)
+    def records(self) -> tuple[TextItem, ...]:
+        return self.items
 
     @property
     def texts(self) -> tuple[str, ...]:
         return tuple(t.text for t in self.items)
-
-    @property
-    def groups(self) -> tuple[str, ...]:
-        """Every group, in order of first appearance."""
-        return tuple(dict.fromkeys(t.group for t in self.items))
 
     def of_group(self, group: str) -> tuple[TextItem, ...]:
         """The items of ``group``; raises :class:`RequestError` for an unknown group."""
@@ -78,15 +69,6 @@ class TextDataset:
                 f"dataset {self.name!r} has no group {group!r}; groups: {list(self.groups)}"
             )
         return tuple(t for t in self.items if t.group == group)
-
-    def select(self, ids: Iterable[str]) -> tuple[TextItem, ...]:
-        """The items with these ids, in dataset order; raises :class:`RequestError` naming
-        unknown ids."""
-        want = set(ids)
-        unknown = sorted(want - set(self.ids))
-        if unknown:
-            raise RequestError(f"unknown text ids in dataset {self.name!r}: {unknown[:10]}")
-        return tuple(t for t in self.items if t.id in want)
 
     def request(
         self, ids: Sequence[str] | None = None, groups: Sequence[str] | None = None
