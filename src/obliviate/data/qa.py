@@ -16,15 +16,13 @@ A malformed line raises :class:`~obliviate.errors.DataFormatError` naming the fi
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from obliviate._io import atomic_write_bytes
-from obliviate.data.records import GroupedRecords
+from obliviate.data.records import GroupedRecords, read_jsonl_records, write_jsonl_records
 from obliviate.errors import DataFormatError, RequestError
 
 _REQUIRED = ("id", "question", "answer")
@@ -190,31 +188,10 @@ def read_qa_jsonl(path: str | os.PathLike[str], name: str | None = None) -> QADa
     """Read users' QA pairs from a JSONL file (format in the module docstring). A pair without a
     ``group`` forms its own group (its id). Errors name the file and the 1-based line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataFormatError(f"QA file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataFormatError(f"QA file {path} cannot be read ({e})") from None
-    pairs: list[QAPair] = []
-    first_line: dict[str, int] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{where}: not valid JSON ({e.msg})") from None
-        pair = pair_from_json(obj, where)
-        if pair.id in first_line:
-            raise DataFormatError(
-                f"{where}: duplicate id {pair.id!r} (first on line {first_line[pair.id]})"
-            )
-        first_line[pair.id] = n
-        pairs.append(pair if pair.group else QAPair(**{**_fields(pair), "group": pair.id}))
-    if not pairs:
-        raise DataFormatError(f"QA file {path} holds no QA pairs")
+    pairs = [
+        p if p.group else QAPair(**{**_fields(p), "group": p.id})
+        for p in read_jsonl_records(path, pair_from_json, "QA", "QA pairs")
+    ]
     return QADataset(name or path.stem, tuple(pairs), meta={"source": str(path)})
 
 
@@ -224,7 +201,4 @@ def _fields(pair: QAPair) -> dict[str, Any]:
 
 def write_qa_jsonl(pairs: Iterable[QAPair], path: str | os.PathLike[str]) -> Path:
     """Write ``pairs`` as JSONL (atomically); :func:`read_qa_jsonl` reads it back unchanged."""
-    lines = [json.dumps(p.to_json(), ensure_ascii=False) for p in pairs]
-    path = Path(path)
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
-    return path
+    return write_jsonl_records(pairs, path)

@@ -3,10 +3,14 @@ with a unique string ``id`` and a ``group`` (a person, a topic, a category)."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections import Counter
-from collections.abc import Iterable
-from typing import ClassVar, Generic, Protocol, TypeVar
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from obliviate._io import atomic_write_bytes
 from obliviate.errors import DataFormatError, RequestError
 
 
@@ -61,4 +65,47 @@ class GroupedRecords(Generic[R]):
         return tuple(r for r in self.records() if r.id in want)
 
 
-__all__ = ["GroupedRecords"]
+def read_jsonl_records(
+    path: str | os.PathLike[str], parse: Callable[[Any, str], R], what: str, plural: str
+) -> list[R]:
+    """The records of a JSONL file, one JSON object a line (blank lines skipped), each built by
+    ``parse(obj, "file:line")``. Raises :class:`DataFormatError` naming the file and the 1-based
+    line for unreadable files, invalid JSON, a duplicate id, or a file with no record."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataFormatError(f"{what} file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataFormatError(f"{what} file {path} cannot be read ({e})") from None
+    out: list[R] = []
+    first_line: dict[str, int] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{where}: not valid JSON ({e.msg})") from None
+        rec = parse(obj, where)
+        if rec.id in first_line:
+            raise DataFormatError(
+                f"{where}: duplicate id {rec.id!r} (first on line {first_line[rec.id]})"
+            )
+        first_line[rec.id] = n
+        out.append(rec)
+    if not out:
+        raise DataFormatError(f"{what} file {path} holds no {plural}")
+    return out
+
+
+def write_jsonl_records(records: Iterable[Any], path: str | os.PathLike[str]) -> Path:
+    """Write each record's ``to_json()`` as one JSONL line, atomically."""
+    lines = [json.dumps(r.to_json(), ensure_ascii=False) for r in records]
+    path = Path(path)
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    return path
+
+
+__all__ = ["GroupedRecords", "read_jsonl_records", "write_jsonl_records"]

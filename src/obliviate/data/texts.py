@@ -14,15 +14,13 @@ splits each text's tokens in half itself, so a text is stored whole.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from obliviate._io import atomic_write_bytes
-from obliviate.data.records import GroupedRecords
+from obliviate.data.records import GroupedRecords, read_jsonl_records, write_jsonl_records
 from obliviate.errors import DataFormatError, RequestError
 
 _FIELDS = ("id", "text", "group")
@@ -111,37 +109,10 @@ def read_text_jsonl(path: str | os.PathLike[str], name: str | None = None) -> Te
     """Read users' texts from a JSONL file (format in the module docstring). Errors name the
     file and the 1-based line."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataFormatError(f"text file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataFormatError(f"text file {path} cannot be read ({e})") from None
-    items: list[TextItem] = []
-    first: dict[str, int] = {}
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{where}: not valid JSON ({e.msg})") from None
-        item = item_from_json(obj, where)
-        if item.id in first:
-            raise DataFormatError(
-                f"{where}: duplicate id {item.id!r} (first on line {first[item.id]})"
-            )
-        first[item.id] = n
-        items.append(item)
-    if not items:
-        raise DataFormatError(f"text file {path} holds no texts")
+    items = read_jsonl_records(path, item_from_json, "text", "texts")
     return TextDataset(name or path.stem, tuple(items), meta={"source": str(path)})
 
 
 def write_text_jsonl(items: Iterable[TextItem], path: str | os.PathLike[str]) -> Path:
     """Write ``items`` as JSONL (atomically); :func:`read_text_jsonl` reads it back unchanged."""
-    lines = [json.dumps(t.to_json(), ensure_ascii=False) for t in items]
-    path = Path(path)
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"))
-    return path
+    return write_jsonl_records(items, path)
