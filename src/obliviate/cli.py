@@ -36,6 +36,7 @@ from obliviate.config import (
     build_config,
     check_value,
     config_help,
+    config_ranges,
     parse_set_options,
 )
 from obliviate.data import DATASETS, list_datasets
@@ -327,10 +328,12 @@ def methods_list(
     if verbose:
         for name in UNLEARNERS.names():
             h = Table(title=name)
-            for col in ("option", "type", "default", "help"):
+            for col in ("option", "type", "range", "default", "help"):
                 h.add_column(col, overflow="fold")
-            for f, typ, default, help_ in config_help(UNLEARNERS.get(name).Config):
-                h.add_row(f, typ, str(default), help_)
+            cfg_cls = UNLEARNERS.get(name).Config
+            ranges = config_ranges(cfg_cls)
+            for f, typ, default, help_ in config_help(cfg_cls):
+                h.add_row(f, typ, ranges.get(f, ""), str(default), help_)
             console.print(h)
 
 

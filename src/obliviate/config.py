@@ -223,6 +223,17 @@ def validate_config(cfg: Any) -> Any:
     return cfg
 
 
+def config_ranges(cls: type) -> dict[str, str]:
+    """Per field of config class ``cls``, its declared range in words ("a finite number in
+    (0, 10]"), as :func:`validate_config` states it in its errors ("" for free-form fields)."""
+    out = {}
+    for name, spec in _field_specs(cls).items():
+        rng = {k: v for k, v in spec.items() if k not in ("kind", "optional")}
+        known = spec["kind"] in (int, float, bool, str)
+        out[name] = describe_range(spec["kind"], optional=spec["optional"], **rng) if known else ""
+    return out
+
+
 def config_help(cls: type) -> list[tuple[str, str, Any, str]]:
     """(name, type, default, help) for every field of config class ``cls``."""
     hints = typing.get_type_hints(cls)
