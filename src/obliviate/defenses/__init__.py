@@ -1,8 +1,8 @@
 """Defenses that run after unlearning: healing with spares and twins (:mod:`.healing`) and
 the twin index it draws from (:mod:`.similarity`).
 
-RURK and ROKA are unlearners and live in :mod:`obliviate.unlearn.methods` (the old
-``obliviate.defenses.rurk`` / ``.roka`` paths still import, with a deprecation warning).
+RURK and ROKA are unlearners and live in :mod:`obliviate.unlearn.methods`;
+``obliviate.defenses.rurk`` / ``.roka`` are deprecated aliases that import with a warning.
 """
 
 from obliviate.defenses import healing, similarity

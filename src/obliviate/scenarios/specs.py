@@ -262,7 +262,7 @@ class TuneSpec(_Strict):
 RUN_OPTIONS = ("seed", "device")
 #: Audit options always present in the section's dump (and so in the config hash). The other
 #: options enter the dump only when set away from their default, so a scenario that leaves them
-#: alone keeps the config hash (and the cached rows) it had before they became settable.
+#: alone hashes as if the options did not exist, and its cached rows stay valid.
 HASHED_ALWAYS = (
     "taus", "perturbation", "c", "metrics", "residual_max_samples", "contamination_k",
     "n_max_mia", "attack_kw",

@@ -66,7 +66,7 @@ LEDGER_KEY = ("scenario", "seed", "step_index", "method")
 QUALITY_KEYS = SUMMARY_KEYS
 #: SQLite ``PRAGMA application_id`` of a results store: "OBLV" in ASCII.
 APPLICATION_ID = 0x4F424C56
-#: ``PRAGMA user_version`` of the store this code writes (0: written before stores had one).
+#: ``PRAGMA user_version`` of the store this code writes (0: a store that records none).
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (

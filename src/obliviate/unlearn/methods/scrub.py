@@ -61,7 +61,7 @@ def scrub_budgets(cfg: ScrubConfig, n_forget: int, n_retain: int) -> dict[str, i
     proportion (max-steps rounded, at least 1 if there are any), so the cap keeps SCRUB's
     balance of forgetting and repair whatever the request's size; a cap applied to the sum
     alone would spend it on the max-passes that open every epoch, i.e. pure ascent on a large
-    request (why SCRUB tuned on a small request diverged on a large one, issue 4).
+    request, so that SCRUB tuned on a small request would diverge on a large one.
     """
     t_max = min(cfg.msteps, cfg.epochs) * math.ceil(n_forget / cfg.forget_batch_size)
     t_min = cfg.epochs * math.ceil(n_retain / cfg.batch_size)
