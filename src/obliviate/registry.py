@@ -22,10 +22,11 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
         self._meta: dict[str, dict[str, Any]] = {}
+        self._aliases: dict[str, str] = {}
 
     def register(self, name: str, **meta: Any) -> Callable[[T], T]:
         def deco(obj: T) -> T:
-            if name in self._items:
+            if name in self._items or name in self._aliases:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[name] = obj
             self._meta[name] = dict(meta)
@@ -33,11 +34,24 @@ class Registry(Generic[T]):
 
         return deco
 
+    def alias(self, name: str, target: str) -> None:
+        """Make ``name`` another name of the registered ``target``: ``get`` and ``in`` accept it;
+        ``names`` (one entry per registered object) does not list it."""
+        self.get(target)
+        if name in self._items or name in self._aliases:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._aliases[name] = target
+
+    def canonical(self, name: str) -> str:
+        """The registered name behind ``name`` (itself, or the target of an alias)."""
+        return self._aliases.get(name, name)
+
     def get(self, name: str) -> T:
         try:
-            return self._items[name]
+            return self._items[self.canonical(name)]
         except KeyError:
-            close = difflib.get_close_matches(name, list(self._items), n=1)
+            known = [*self._items, *self._aliases]
+            close = difflib.get_close_matches(name, known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._items))}"
@@ -45,13 +59,13 @@ class Registry(Generic[T]):
 
     def meta(self, name: str) -> dict[str, Any]:
         self.get(name)
-        return dict(self._meta[name])
+        return dict(self._meta[self.canonical(name)])
 
     def names(self) -> list[str]:
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._items or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

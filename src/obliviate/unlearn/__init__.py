@@ -17,8 +17,10 @@ from obliviate.unlearn.base import (
     create_unlearner,
     list_unlearners,
     register_unlearner,
+    task_loss,
 )
 from obliviate.unlearn.task import TensorSet, UnlearnTask, make_task
+from obliviate.unlearn.text_task import TextTask, make_text_task, text_loss
 
 __all__ = [
     "TAGS",
@@ -26,6 +28,7 @@ __all__ = [
     "GradientConfig",
     "GradientUnlearner",
     "TensorSet",
+    "TextTask",
     "UnlearnResult",
     "UnlearnTask",
     "Unlearner",
@@ -33,5 +36,8 @@ __all__ = [
     "create_unlearner",
     "list_unlearners",
     "make_task",
+    "make_text_task",
     "register_unlearner",
+    "task_loss",
+    "text_loss",
 ]

@@ -7,6 +7,13 @@
   ``compute_loss`` override (OpenUnlearning style); the loop, optimiser, schedule and batching
   are shared.
 
+Two model kinds share the contract: image classifiers (batches ``(x, y)``) and causal language
+models on a text task (batches ``(x, y, mask)``, :mod:`obliviate.unlearn.text_task`).
+:func:`task_loss` (alias :func:`ce`) is the one loss that serves both: cross-entropy of the logits
+for a classifier, mean answer-token cross-entropy for a language model. A method that can take a
+text task carries the tag ``supports_text``; one that takes only text, ``text_only``; any other
+pairing is refused with a :class:`ConfigError` naming the method and the model kind.
+
 Register a method with ``@register_unlearner("name", tags={...})`` on its class.
 """
 
@@ -31,29 +38,50 @@ from obliviate.inference import batched_logits
 from obliviate.registry import Registry
 from obliviate.train import lr_lambda, make_optimizer
 from obliviate.unlearn.task import TensorSet, UnlearnTask
+from obliviate.unlearn.text_task import answer_token_ce, token_accuracy
 from obliviate.utils import ProgressBar, resolve_device, seed_everything
 
 #: Tags a method may carry. ``needs_retain``/``needs_reserve``: reads those sets;
 #: ``exact``: the result equals retraining in distribution; ``needs_ensemble``: works on a SISA
-#: ensemble artifact rather than one model.
-TAGS = frozenset({"needs_retain", "needs_reserve", "exact", "needs_ensemble", "experimental"})
+#: ensemble artifact rather than one model; ``supports_text``: also takes a text task (a causal
+#: language model); ``text_only``: takes only text tasks.
+TAGS = frozenset(
+    {
+        "needs_retain",
+        "needs_reserve",
+        "exact",
+        "needs_ensemble",
+        "experimental",
+        "supports_text",
+        "text_only",
+    }
+)
 
 UNLEARNERS: Registry[type[Unlearner]] = Registry("unlearning method")
 
 
 def register_unlearner(
-    name: str, *, tags: set[str] | frozenset[str] = frozenset(), paper: str = ""
+    name: str,
+    *,
+    tags: set[str] | frozenset[str] = frozenset(),
+    paper: str = "",
+    aliases: tuple[str, ...] = (),
 ) -> Callable[[type[Unlearner]], type[Unlearner]]:
-    """Class decorator: register an :class:`Unlearner` subclass under ``name`` with its tags."""
+    """Class decorator: register an :class:`Unlearner` subclass under ``name`` with its tags;
+    ``aliases`` are other names :func:`create_unlearner` accepts (not listed separately)."""
+    tags = frozenset(tags) | ({"supports_text"} if "text_only" in tags else frozenset())
     bad = set(tags) - TAGS
     if bad:
         raise ValueError(f"unknown tags {sorted(bad)}; known: {sorted(TAGS)}")
 
     def deco(cls: type[Unlearner]) -> type[Unlearner]:
         cls.name = name
-        cls.tags = frozenset(tags)
+        cls.tags = tags
         cls.paper = paper
-        return UNLEARNERS.register(name, tags=sorted(tags), paper=paper)(cls)
+        out = UNLEARNERS.register(name, tags=sorted(tags), paper=paper)(cls)
+        for a in aliases:
+            UNLEARNERS.alias(a, name)
+        return out
 
     return deco
 
@@ -63,8 +91,17 @@ def create_unlearner(name: str, config: Any = None, **overrides: Any) -> Unlearn
     return UNLEARNERS.get(name)(config, **overrides)
 
 
-def list_unlearners() -> list[str]:
-    return UNLEARNERS.names()
+def list_unlearners(kind: Literal["image", "text"] | None = None) -> list[str]:
+    """Registered method names (aliases excluded); ``kind`` keeps those that take that model
+    kind: ``"image"`` (classifiers: not ``text_only``), ``"text"`` (tagged ``supports_text``)."""
+    names = UNLEARNERS.names()
+    if kind is None:
+        return names
+    if kind not in ("image", "text"):
+        raise ConfigError(f"kind must be 'image', 'text' or None, got {kind!r}")
+    if kind == "text":
+        return [n for n in names if "supports_text" in UNLEARNERS.get(n).tags]
+    return [n for n in names if "text_only" not in UNLEARNERS.get(n).tags]
 
 
 @dataclass
@@ -111,7 +148,18 @@ class Unlearner(ABC):
 
     # the contract ----------------------------------------------------------------------------
     def check_task(self, task: UnlearnTask) -> None:
-        """Raise if the task lacks what this method's tags say it needs."""
+        """Raise if the task lacks what this method's tags say it needs, or is of a model kind
+        the method cannot take (:class:`ConfigError` naming both)."""
+        if task.is_text and "supports_text" not in self.tags:
+            raise ConfigError(
+                f"method {self.name!r} does not support text tasks (causal language models); "
+                f"methods that do: {list_unlearners('text')}"
+            )
+        if not task.is_text and "text_only" in self.tags:
+            raise ConfigError(
+                f"method {self.name!r} takes only text tasks (causal language models), not an "
+                "image classifier task; build one with make_text_task"
+            )
         if "needs_retain" in self.tags and not task.has_retain:
             raise RequestError(f"method {self.name!r} needs retain data, but the task has none")
         if "needs_reserve" in self.tags and not task.has_reserve:
@@ -226,6 +274,11 @@ class ForgetStop:
         return cls(cfg.stop_forget_acc, cfg.eval_every, task, model, cfg.stop_at_val_acc)
 
     def _val_accuracy(self, model: nn.Module, task: UnlearnTask) -> float:
+        if task.is_text:
+            raise ConfigError(
+                "stop_at_val_acc needs class labels; it is not defined for text tasks (use "
+                "stop_forget_acc: the answer-token accuracy in percent)"
+            )
         val = task.val
         if val is None or len(val) == 0:
             raise RequestError(
@@ -249,8 +302,11 @@ class ForgetStop:
     def check(self, model: nn.Module, step: int) -> bool:
         if not self.enabled or step % self.every:
             return False
-        pred = batched_logits(model, self.forget.x, device=self.device).argmax(1)
-        self.last = 100.0 * float((pred == self.forget.y).double().mean())
+        if self.forget.is_text:  # the percent of answer tokens predicted (teacher forcing)
+            self.last = token_accuracy(model, self.forget)
+        else:
+            pred = batched_logits(model, self.forget.x, device=self.device).argmax(1)
+            self.last = 100.0 * float((pred == self.forget.y).double().mean())
         self.stopped = self.last <= self.threshold
         return self.stopped
 
@@ -323,11 +379,10 @@ class GradientUnlearner(Unlearner):
                 for i in range(0, len(drive), bs):
                     if step >= total:
                         break
-                    idx = perm[i : i + bs]
-                    b_drive = (drive.x[idx].to(dev), drive.y[idx].to(dev))
+                    b_drive = drive.batch(perm[i : i + bs], dev)
                     b_other = next(other_iter) if other_iter is not None else None
                     if b_other is not None:
-                        b_other = (b_other[0].to(dev), b_other[1].to(dev))
+                        b_other = tuple(t.to(dev) for t in b_other)
                     fb, rb = (b_other, b_drive) if self.driver == "retain" else (b_drive, b_other)
                     loss = self.compute_loss(model, fb, rb)
                     opt_.zero_grad(set_to_none=True)
@@ -353,10 +408,19 @@ def _cycle(part: TensorSet, bs: int, g: torch.Generator):
     while True:
         perm = torch.randperm(len(part), generator=g)
         for i in range(0, len(part), bs):
-            idx = perm[i : i + bs]
-            yield part.x[idx], part.y[idx]
+            yield part.batch(perm[i : i + bs])
 
 
-def ce(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy of ``model`` on a (x, y) batch."""
+def task_loss(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The training loss of ``model`` on one batch, whatever the model kind: cross-entropy of the
+    logits on an image batch ``(x, y)``; on a text batch ``(x, y, mask)``, the mean next-token
+    cross-entropy over the answer tokens (:func:`~obliviate.unlearn.text_task.answer_token_ce`).
+    """
+    if len(batch) == 3:
+        return answer_token_ce(model, batch)
     return F.cross_entropy(model(batch[0]), batch[1])
+
+
+def ce(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Cross-entropy of ``model`` on a batch: :func:`task_loss` (answer tokens for text)."""
+    return task_loss(model, batch)

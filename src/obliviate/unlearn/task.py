@@ -1,7 +1,8 @@
 """The unlearning task: forget / retain / reserve / validation tensors with their sample ids.
 
 A task is what every unlearner receives. Its data are plain tensors (float pixels in [0, 1] and
-int64 labels) with ids, so users can bring their own data; :func:`make_task` builds one from a
+int64 labels; for a language model, token ids, labels and an attention mask) with ids, so users
+can bring their own data; :func:`make_task` builds one from a
 dataset, a split and a validated :class:`~obliviate.data.ForgetRequest`.
 
 Reads of the retain and reserve sets are counted (``task.reads``) so the conformance suite can
@@ -23,11 +24,18 @@ from obliviate.errors import RequestError
 
 @dataclass(frozen=True)
 class TensorSet:
-    """Images (float, [0, 1]), labels and sample ids of one part of the data."""
+    """Inputs, labels and sample ids of one part of the data.
+
+    Images: ``x`` float pixels in [0, 1], ``y`` int64 class labels, ``mask`` None. Text (a
+    causal language model): ``x`` padded token ids (N, L), ``y`` the labels (N, L) — the token
+    id on answer tokens, -100 on prompt and padding — and ``mask`` the attention mask (N, L),
+    1 on real tokens; such a set is a *text set* (:attr:`is_text`).
+    """
 
     x: torch.Tensor
     y: torch.Tensor
     ids: torch.Tensor
+    mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not (len(self.x) == len(self.y) == len(self.ids)):
@@ -35,13 +43,29 @@ class TensorSet:
                 f"TensorSet parts differ in length: x {len(self.x)}, y {len(self.y)}, "
                 f"ids {len(self.ids)}"
             )
+        if self.mask is not None and not (self.mask.shape == self.x.shape == self.y.shape):
+            raise ValueError(
+                f"a text TensorSet needs x, y and mask of one shape, got x "
+                f"{tuple(self.x.shape)}, y {tuple(self.y.shape)}, mask {tuple(self.mask.shape)}"
+            )
 
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def is_text(self) -> bool:
+        """True for token sequences of a language model (the set has an attention mask)."""
+        return self.mask is not None
+
+    def batch(self, idx: torch.Tensor, device: torch.device | str = "cpu") -> tuple:
+        """Rows ``idx`` on ``device``: ``(x, y)``, or ``(x, y, mask)`` for a text set."""
+        parts = (self.x, self.y) if self.mask is None else (self.x, self.y, self.mask)
+        return tuple(t[idx].to(device) for t in parts)
+
     @classmethod
     def empty_like(cls, other: TensorSet) -> TensorSet:
-        return cls(other.x[:0], other.y[:0], other.ids[:0])
+        mask = None if other.mask is None else other.mask[:0]
+        return cls(other.x[:0], other.y[:0], other.ids[:0], mask)
 
 
 @dataclass
@@ -95,6 +119,11 @@ class UnlearnTask:
             raise RequestError("this task has no reserve (spare pool), but the method needs it")
         self.reads["reserve"] += 1
         return self._reserve
+
+    @property
+    def is_text(self) -> bool:
+        """True when the task holds token sequences for a causal language model."""
+        return self.forget.is_text
 
     @property
     def has_retain(self) -> bool:

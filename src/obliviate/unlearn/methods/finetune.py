@@ -2,7 +2,8 @@
 
 Baseline of every comparison (Golatkar et al. 2020; Jia et al. 2023 "FT"; RURK App. B.3 "GD"):
 catastrophic forgetting of the forget set through continued training on the rest. The worked
-example of ``docs/adding-a-method.md``.
+example of ``docs/adding-a-method.md``. On a text task (a causal language model) the loss is the
+mean answer-token cross-entropy on retain (:func:`~obliviate.unlearn.base.task_loss`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ class FinetuneConfig(GradientConfig):
 
 
 @register_unlearner(
-    "finetune", tags={"needs_retain"}, paper="Golatkar et al. 2020; Jia et al. 2023"
+    "finetune",
+    tags={"needs_retain", "supports_text"},
+    paper="Golatkar et al. 2020; Jia et al. 2023",
 )
 class Finetune(GradientUnlearner):
     """Minimise CE on the retain set; the forget set is never read."""

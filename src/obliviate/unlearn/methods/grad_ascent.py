@@ -10,6 +10,11 @@ learning rate (1e-3) is larger than the papers' (RURK 1e-5, SalUn 1e-4): on Fash
 small_cnn (12k training images), forgetting half of class 0, lr 1e-4 for 2 epochs left the forget
 accuracy at 84 % (original 84 %, gold 73 %) while 1e-3 gave 73 % with retain and test accuracy
 intact.
+
+Language models (text tasks): the same loss with the mean answer-token cross-entropy
+(:func:`~obliviate.unlearn.base.task_loss`), as OpenUnlearning's GradAscent; the defaults above
+were chosen on images, so set ``lr``/``optimizer`` for a language model (OpenUnlearning's TOFU
+recipe: AdamW, lr 1e-5).
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ class GradAscentConfig(GradientConfig):
     schedule: Literal["constant", "cosine"] = opt("constant", "LR schedule, stepped per batch.")
 
 
-@register_unlearner("grad_ascent", paper="Thudi et al. 2022; Jia et al. 2023")
+@register_unlearner(
+    "grad_ascent", tags={"supports_text"}, paper="Thudi et al. 2022; Jia et al. 2023"
+)
 class GradAscent(GradientUnlearner):
     """Minimise −CE on the forget set (gradient ascent); retain data are never read."""
 
