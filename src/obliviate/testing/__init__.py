@@ -15,7 +15,10 @@ classes in [0, 1]^16, 96 training rows each), with the whole of class 0 as the f
 small reserve and validation set. "Forgetting goes the right way" means the mean forget loss
 (cross-entropy, or the ``loss_fn`` given) rises above the input model's. Methods that take another
 artifact (a SISA ensemble, tag ``needs_ensemble``) get it from their ``conformance_model``
-classmethod, built once per case from the trained model and the task.
+classmethod, built once per case from the trained model and the task. Methods that take only
+language models (tag ``text_only``) default to :func:`text_case` instead: ``tiny_llama`` trained
+on three ``tofu_synth`` people, forgetting one; on a text task the forget loss is the mean
+answer-token cross-entropy (:func:`obliviate.unlearn.text_loss`).
 
 Measured (2 CPU cores, ``OMP_NUM_THREADS=1``): training the default case's MLP takes 1 s on an
 idle machine (4 s under a load of 12); all checks of one built-in method then take 0.07-0.6 s
@@ -31,7 +34,13 @@ from typing import Any
 from torch import nn
 
 from obliviate.errors import ConfigError
-from obliviate.testing._case import ConformanceCase, default_case, synthetic_case
+from obliviate.testing._case import (
+    ConformanceCase,
+    default_case,
+    default_text_case,
+    synthetic_case,
+    text_case,
+)
 from obliviate.testing.checks import (
     CHECK_NAMES,
     CHECKS,
@@ -61,7 +70,7 @@ def _resolve(cls_or_name: str | type[Unlearner] | Unlearner, config: Any) -> tup
 
 
 def _case_source(
-    task: UnlearnTask | None, model: nn.Module | None
+    task: UnlearnTask | None, model: nn.Module | None, cls: type[Unlearner]
 ) -> Callable[[], ConformanceCase]:
     if (task is None) != (model is None):
         raise ConfigError(
@@ -69,7 +78,7 @@ def _case_source(
             "retain ∪ forget data), or neither for the default synthetic case"
         )
     if task is None or model is None:
-        return default_case
+        return default_text_case if "text_only" in cls.tags else default_case
     if not isinstance(task, UnlearnTask):
         raise ConfigError(f"task must be an UnlearnTask, got {type(task).__name__}")
     if not isinstance(model, nn.Module):
@@ -96,7 +105,7 @@ def iter_checks(
     Arguments as :func:`check_unlearner`.
     """
     cls, cfg = _resolve(cls_or_name, config)
-    ctx = CheckContext(cls, cfg, _case_source(task, model), device, timeout_s, loss_fn)
+    ctx = CheckContext(cls, cfg, _case_source(task, model, cls), device, timeout_s, loss_fn)
     ctx.make()  # a bad config is the caller's error (ConfigError), not a failed check
     return iter([(c.name, c.bind(ctx)) for c in CHECKS if c.applies(cls)])
 
@@ -118,10 +127,11 @@ def check_unlearner(
     (registered or not) or an instance (whose config is checked). ``config``: the method's config
     object or a dict of option overrides. ``task`` and ``model`` (both or neither): your own case
     — a model trained on the task's retain ∪ forget data — instead of the default synthetic MLP
-    case (:func:`synthetic_case`). ``device`` runs the methods there (it replaces the task's).
-    ``timeout_s`` bounds each ``unlearn`` call (a hang guard). ``loss_fn(model, part) -> float``
-    replaces the mean cross-entropy as the forget loss that must rise (and drops the
-    forget-accuracy condition).
+    case (:func:`synthetic_case`; :func:`text_case` for ``text_only`` methods). ``device`` runs
+    the methods there (it replaces the task's). ``timeout_s`` bounds each ``unlearn`` call (a hang
+    guard). ``loss_fn(model, part) -> float`` replaces the mean cross-entropy (answer tokens on a
+    text task) as the forget loss that must rise (and drops the forget-accuracy condition, which
+    a text task never checks).
     """
     failures: dict[str, str] = {}
     first: BaseException | None = None
@@ -159,6 +169,8 @@ __all__ = [
     "LossFn",
     "check_unlearner",
     "default_case",
+    "default_text_case",
     "iter_checks",
     "synthetic_case",
+    "text_case",
 ]

@@ -1,7 +1,12 @@
 """The conformance case: a trained model and the task unlearned from it.
 
 The default (:func:`synthetic_case`) assumes nothing about images: a tiny ReLU MLP trained on
-Gaussian clusters of synthetic vectors, forgetting one whole class.
+Gaussian clusters of synthetic vectors, forgetting one whole class. Methods that take only
+language models default to :func:`text_case`: ``tiny_llama`` fine-tuned on a few ``tofu_synth``
+people until it reproduces their answers, forgetting one person.
+
+Measured (2 shared CPU cores, ``OMP_NUM_THREADS=1``): :func:`text_case` with its defaults builds
+in 3-6 s (forget answer-token cross-entropy ≈ 0.02, retain ≈ 0.02).
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from obliviate.data.tofu_synth import tofu_synth
+from obliviate.models.lm import tiny_llama
 from obliviate.train import TrainConfig, fit
-from obliviate.unlearn import TensorSet, Unlearner, UnlearnTask
+from obliviate.unlearn import TensorSet, Unlearner, UnlearnTask, make_text_task, task_loss
+from obliviate.unlearn.text_task import text_set
 
 
 @dataclass
@@ -107,3 +115,46 @@ def synthetic_case(
 def default_case() -> ConformanceCase:
     """:func:`synthetic_case` with its defaults, built once per process."""
     return synthetic_case()
+
+
+def text_case(
+    *,
+    n_people: int = 3,
+    epochs: int = 40,
+    lr: float = 3e-3,
+    batch_size: int = 8,
+    max_length: int = 128,
+    seed: int = 0,
+) -> ConformanceCase:
+    """A language-model case: :func:`~obliviate.models.lm.tiny_llama` fine-tuned (AdamW, answer
+    tokens only) on the QA pairs of ``n_people`` trained ``tofu_synth`` people, forgetting every
+    pair of the first one; the task is a :func:`~obliviate.unlearn.make_text_task` text task with
+    retain = the other people. Deterministic under ``seed``. (Byte-level tokens: a tofu_synth
+    question and answer take about 80-120 tokens, hence ``max_length`` 128.)"""
+    lm = tiny_llama(seed=seed)
+    ds = tofu_synth(seed=seed, n_trained=n_people, n_holdout=0, n_reserve=0)
+    first = ds.parts["trained"][0]
+    forget = [p.id for p in ds.pairs if p.group == first]
+    task = make_text_task(lm, ds, forget, seed=0, max_length=max_length)
+    train = text_set(lm, ds, [p.id for p in ds.pairs_of("trained")], max_length)
+    model = lm.model
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(train), generator=g)
+        for i in range(0, len(train), batch_size):
+            loss = task_loss(model, train.batch(perm[i : i + batch_size]))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    model.eval()
+    for p in model.parameters():
+        p.grad = None
+    return ConformanceCase(model, task)
+
+
+@lru_cache(maxsize=1)
+def default_text_case() -> ConformanceCase:
+    """:func:`text_case` with its defaults, built once per process."""
+    return text_case()
