@@ -19,13 +19,13 @@ to write the refusals.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 
-from obliviate.config import opt
 from obliviate.errors import ConfigError
-from obliviate.unlearn.base import GradientConfig, GradientUnlearner, register_unlearner, task_loss
+from obliviate.unlearn.base import GradientUnlearner, register_unlearner, task_loss
+from obliviate.unlearn.methods._text_recipe import TextRecipeConfig
 from obliviate.unlearn.space import FloatRange, SearchSpace
 from obliviate.unlearn.text_task import IGNORE, pack_sequences, pad_id_of
 
@@ -44,14 +44,8 @@ _SEED_OFFSET = 0x1D4
 
 
 @dataclass
-class IdkConfig(GradientConfig):
-    retain_weight: float = opt(1.0, "Weight of the retain NLL term (0 drops it).", ge=0, le=1e3)
-    epochs: int = opt(10, "Passes over the forget set (not tuned here).")
-    lr: float = opt(1e-5, "Learning rate (TOFU's fine-tuning recipe: 1e-5).")
-    batch_size: int = opt(32, "Mini-batch size of forget and retain batches (TOFU: 32).")
-    optimizer: Literal["sgd", "adam", "adamw"] = opt("adamw", "Optimiser (TOFU: AdamW).")
-    weight_decay: float = opt(0.01, "Weight decay (TOFU: 0.01).")
-    schedule: Literal["constant", "cosine"] = opt("constant", "LR schedule, stepped per batch.")
+class IdkConfig(TextRecipeConfig):
+    """The shared language-model recipe (:class:`TextRecipeConfig`) unchanged."""
 
 
 @register_unlearner(

@@ -21,29 +21,24 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from obliviate.config import opt
-from obliviate.unlearn.base import GradientConfig, GradientUnlearner, register_unlearner, task_loss
+from obliviate.unlearn.base import GradientUnlearner, register_unlearner, task_loss
+from obliviate.unlearn.methods._text_recipe import TextRecipeConfig
 from obliviate.unlearn.space import FloatRange, SearchSpace
 from obliviate.unlearn.text_task import sequence_nll
 
 
 @dataclass
-class NPOConfig(GradientConfig):
+class NPOConfig(TextRecipeConfig):
     beta: float = opt(0.1, "Inverse temperature beta of the NPO loss (paper: 0.1).", gt=0, le=100)
     retain_weight: float = opt(
         1.0, "Weight of the retain NLL term (NPO+RT; 0 drops it).", ge=0, le=1e3
     )
-    epochs: int = opt(10, "Passes over the forget set (not tuned here).")
-    lr: float = opt(1e-5, "Learning rate (TOFU's fine-tuning recipe: 1e-5).")
-    batch_size: int = opt(32, "Mini-batch size of forget and retain batches (TOFU: 32).")
-    optimizer: Literal["sgd", "adam", "adamw"] = opt("adamw", "Optimiser (TOFU: AdamW).")
-    weight_decay: float = opt(0.01, "Weight decay (TOFU: 0.01).")
-    schedule: Literal["constant", "cosine"] = opt("constant", "LR schedule, stepped per batch.")
 
 
 @register_unlearner(

@@ -18,29 +18,23 @@ SimNPO class default δ = 0); retain weight λ = 1; AdamW, lr 1e-5, weight decay
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch.nn.functional as F
 
 from obliviate.config import opt
-from obliviate.unlearn.base import GradientConfig, GradientUnlearner, register_unlearner, task_loss
+from obliviate.unlearn.base import GradientUnlearner, register_unlearner, task_loss
+from obliviate.unlearn.methods._text_recipe import TextRecipeConfig
 from obliviate.unlearn.space import FloatRange, SearchSpace
 from obliviate.unlearn.text_task import sequence_nll
 
 
 @dataclass
-class SimNPOConfig(GradientConfig):
+class SimNPOConfig(TextRecipeConfig):
     beta: float = opt(2.5, "Inverse temperature beta (see the module docstring).", gt=0, le=100)
     gamma: float = opt(
         0.0, "Reward margin gamma (0: no margin, as OpenUnlearning's default).", ge=0, le=100
     )
-    retain_weight: float = opt(1.0, "Weight of the retain NLL term (0 drops it).", ge=0, le=1e3)
-    epochs: int = opt(10, "Passes over the forget set (not tuned here).")
-    lr: float = opt(1e-5, "Learning rate (TOFU's fine-tuning recipe: 1e-5).")
-    batch_size: int = opt(32, "Mini-batch size of forget and retain batches (TOFU: 32).")
-    optimizer: Literal["sgd", "adam", "adamw"] = opt("adamw", "Optimiser (TOFU: AdamW).")
-    weight_decay: float = opt(0.01, "Weight decay (TOFU: 0.01).")
-    schedule: Literal["constant", "cosine"] = opt("constant", "LR schedule, stepped per batch.")
 
 
 @register_unlearner(
